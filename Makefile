@@ -1,0 +1,102 @@
+# tegula build. Sources are found by wildcard, so a new module needs no edit here:
+#   common/*.c      -> build/libtegula.a (every process links it)
+#   proto/*.proto   -> build/proto/*.pb-c.{c,h} (protobuf-c), compiled into the library
+#   frontend/*.c    -> build/tegula-frontend   (likewise batcher/, sequencer/)
+#   tools/*.c       -> build/tegula            (the CLI)
+#   tests/unit/test_*.c -> build/tests/test_*  (one cmocka binary each)
+
+BUILD    ?= build
+CC       ?= cc
+SAN      ?=
+OPT      ?= -O2
+CFLAGS   ?= $(OPT) -g
+WARN     := -Wall -Wextra -Werror -Wno-format-zero-length -Wno-format-truncation
+CPPFLAGS := -std=c11 -D_GNU_SOURCE -Icommon -I$(BUILD)/proto -MMD -MP
+ALL_CFLAGS = $(CPPFLAGS) $(WARN) $(CFLAGS) $(SAN)
+LDLIBS   := -lnng -lrocksdb -lcurl -lprotobuf-c -luv -lhttp_parser -ljansson -lyaml -lz \
+            -lssl -lcrypto -lpthread -lm
+TESTLIBS := -lcmocka
+
+PROTO_SRC   := $(wildcard proto/*.proto)
+PROTO_C     := $(PROTO_SRC:proto/%.proto=$(BUILD)/proto/%.pb-c.c)
+COMMON_SRC  := $(wildcard common/*.c)
+LIB_OBJ     := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(PROTO_C:%.c=%.o)
+LIB         := $(BUILD)/libtegula.a
+
+ROLE_DIRS   := frontend batcher sequencer
+ROLE_BINS   := $(foreach d,$(ROLE_DIRS),$(if $(wildcard $(d)/*.c),$(BUILD)/tegula-$(d)))
+TOOL_SRC    := $(wildcard tools/*.c)
+TOOL_BIN    := $(if $(TOOL_SRC),$(BUILD)/tegula)
+UNIT_SRC    := $(wildcard tests/unit/test_*.c)
+UNIT_BINS   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TEST_HELPER := $(filter-out tests/unit/test_%.c,$(wildcard tests/unit/*.c))
+TEST_HELPER_OBJ := $(TEST_HELPER:%.c=$(BUILD)/%.o)
+
+.PHONY: all deps test unit integration system asan bench run clean check-tests
+.DEFAULT_GOAL := all
+
+all: $(LIB) $(ROLE_BINS) $(TOOL_BIN) $(UNIT_BINS)
+
+deps:
+	@./tools/deps.sh
+
+# Generated headers must exist before anything that may include them compiles.
+$(COMMON_SRC:%.c=$(BUILD)/%.o) $(TEST_HELPER_OBJ): | $(PROTO_C)
+
+$(BUILD)/proto/%.pb-c.c $(BUILD)/proto/%.pb-c.h: proto/%.proto
+	@mkdir -p $(dir $@)
+	protoc-c --proto_path=proto --c_out=$(BUILD)/proto $<
+
+$(BUILD)/proto/%.pb-c.o: $(BUILD)/proto/%.pb-c.c
+	$(CC) $(CPPFLAGS) -Wall -Wextra -Werror $(CFLAGS) $(SAN) -c $< -o $@
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+define role_rule
+$(BUILD)/tegula-$(1): $(patsubst %.c,$(BUILD)/%.o,$(wildcard $(1)/*.c)) $(LIB)
+	$$(CC) $$(ALL_CFLAGS) -o $$@ $$^ $$(LDLIBS)
+endef
+$(foreach d,$(ROLE_DIRS),$(eval $(call role_rule,$(d))))
+
+$(BUILD)/tegula: $(TOOL_SRC:%.c=$(BUILD)/%.o) $(LIB)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(TEST_HELPER_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(TESTLIBS)
+
+# Unit tests run from the repository root; they read ../shared/testdata (TEGULA_TESTDATA).
+unit: all
+	@./tests/run-unit.sh $(BUILD)
+
+integration: all
+	@./tests/integration/run.sh $(BUILD)
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit integration
+
+# The same tests with AddressSanitizer and UndefinedBehaviorSanitizer, in build-asan/.
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
+	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
+	    all unit integration
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@./tests/bench/run.sh $(BUILD)
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@./tools/run.sh $(BUILD)
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,28 @@
+#!/bin/sh
+# Installs the Debian packages tegula needs to build, test and run.
+# Idempotent: does nothing (and prints nothing) when every package is present.
+set -eu
+
+PACKAGES="build-essential pkg-config
+libuv1-dev libnng-dev libssl-dev librocksdb-dev libcurl4-openssl-dev
+libprotobuf-c-dev protobuf-c-compiler libhttp-parser-dev libjansson-dev
+libyaml-dev zlib1g-dev libcmocka-dev
+curl openssl ca-certificates procps psmisc certspotter"
+
+missing=""
+for pkg in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed"; then
+        missing="$missing $pkg"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "deps: missing packages:$missing (run as root, or install them)" >&2
+    exit 1
+fi
+echo "deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq --error-on=any
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
