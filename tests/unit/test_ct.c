@@ -424,6 +424,19 @@ static void test_tile_leaf_malformed(void **state)
         if (!strstr(err.msg, mutations[i].reason))
             fail_msg("mutation %zu: %s", i, err.msg);
     }
+
+    /* ASN.1Cert and pre_certificate are <1..2^24-1>: empty ones are refused. */
+    static const uint8_t empty_cert[] = {0, 0, 0, 0, 0, 0, 0, 1, 0x00, 0x00, 0, 0, 0,
+                                         0x00, 0x08, 0x00, 0x00, 0x05, 0, 0, 0, 0, 0, 0x00, 0x00};
+    tls_reader_init(&r, empty_cert, sizeof empty_cert);
+    assert_int_equal(ct_tile_leaf_read(&r, &e, &err), -1);
+    assert_non_null(strstr(err.msg, "empty certificate"));
+    buffer_reset(&copy);
+    assert_int_equal(buffer_append(&copy, tile.data, pre_at), 0);
+    assert_int_equal(buffer_append(&copy, "\x00\x00\x00\x00\x00", 5), 0);
+    tls_reader_init(&r, copy.data, copy.len);
+    assert_int_equal(ct_tile_leaf_read(&r, &e, &err), -1);
+    assert_non_null(strstr(err.msg, "empty pre_certificate"));
     buffer_free(&tile);
     buffer_free(&copy);
 }

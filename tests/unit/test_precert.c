@@ -438,6 +438,50 @@ static void test_rfc6962_precert(void **state)
     buffer_free(&copy);
 }
 
+/* Precertificates from other CT implementations' fixtures: each has one canonical poison,
+ * and the surgery output is a TBS with the same fields minus exactly those 21 bytes. */
+static void test_fixture_precerts(void **state)
+{
+    (void)state;
+    static const char *const files[] = {
+        "chains/azul/precert-valid.pem",
+        "chains/azul/preissuer-chain.pem",
+        "chains/azul/real-precert-with-eku.pem",
+        "chains/tesseract/test_leaf_pre_cert_signed_by_intermediate.pem",
+        "chains/tesseract/test_leaf_pre_cert_signed_by_pre_intermediate.pem",
+        "chains/tesseract/test_leaf_pre_cert_signed_by_root.pem",
+        "chains/ctgo/subleaf-pre.cert",
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        buffer der = {0}, tbs = {0}, again = {0};
+        pem_der_or_fail(files[i], &der);
+        error err = {{0}};
+        precert_poison poison = {false, false};
+        if (precert_tbs_for_log(der.data, der.len, &tbs, &poison, &err) != 0)
+            fail_msg("%s: %s", files[i], err.msg);
+        assert_true(poison.critical && poison.value_is_null);
+        der_tlv original, stripped, spki_a, spki_b;
+        assert_int_equal(cert_tbs(der.data, der.len, &original, &err), 0);
+        assert_int_equal(der_parse_whole(tbs.data, tbs.len, DER_SEQUENCE, &stripped, &err), 0);
+        /* The 21 canonical bytes go; at most two length octets can shrink with them. */
+        assert_true(tbs.len <= original.total_len - sizeof canonical_poison);
+        assert_true(tbs.len + 2 >= original.total_len - sizeof canonical_poison);
+        assert_non_null(memmem(original.start, original.total_len, canonical_poison,
+                               sizeof canonical_poison));
+        assert_null(memmem(tbs.data, tbs.len, canonical_poison, sizeof canonical_poison));
+        assert_int_equal(tbs_spki(&stripped, &spki_a, &err), 0);
+        assert_int_equal(tbs_spki(&original, &spki_b, &err), 0);
+        assert_int_equal(spki_a.total_len, spki_b.total_len);
+        assert_memory_equal(spki_a.start, spki_b.start, spki_a.total_len);
+        assert_int_equal(tbs_remove_extension(tbs.data, tbs.len, precert_poison_oid,
+                                              sizeof precert_poison_oid, &again, NULL, &err), -1);
+        assert_non_null(strstr(err.msg, "not found"));
+        buffer_free(&der);
+        buffer_free(&tbs);
+        buffer_free(&again);
+    }
+}
+
 static void test_navigli_surgery(void **state)
 {
     (void)state;
@@ -479,6 +523,7 @@ int main(void)
         cmocka_unit_test(test_poison_removal_synthetic),
         cmocka_unit_test(test_poison_removal_failures),
         cmocka_unit_test(test_rfc6962_precert),
+        cmocka_unit_test(test_fixture_precerts),
         cmocka_unit_test(test_navigli_surgery),
     };
     return cmocka_run_group_tests_name("precert", tests, NULL, NULL);
