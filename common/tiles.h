@@ -129,7 +129,8 @@ typedef int (*tile_emit_fn)(void *ctx, const tile_id *t, const uint8_t *data, si
                             error *err);
 
 /* Everything needed to extend the tree: per level, the hashes of its incomplete tile
- * (tile_partial_width(size, level) of them). About 48 KiB; fields are private. */
+ * (tile_partial_width(size, level) of them). About 48 KiB, so keep it on the heap. `size` may
+ * be read; change it only through the functions below. */
 typedef struct tile_edge {
     uint64_t size;
     uint8_t hashes[TILE_LEVELS][TILE_WIDTH][MERKLE_HASH_LEN];
