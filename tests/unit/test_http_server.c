@@ -813,6 +813,75 @@ static void test_stop_bound_drops_unanswered_request(void **state)
     fixture_stop(f);
 }
 
+static void handle_peer(http_request *req, void *ctx)
+{
+    (void)ctx;
+    char peer[64];
+    size_t count;
+    const http_header *headers = http_request_headers(req, &count);
+    char text[256];
+    if (http_request_peer(req, peer, sizeof peer) != 0)
+        snprintf(peer, sizeof peer, "?");
+    snprintf(text, sizeof text, "%s %zu %s=%s", peer, count, count ? headers[count - 1].name : "",
+             count ? headers[count - 1].value : "");
+    http_respond_text(req, 200, text);
+}
+
+static void test_connection_limit(void **state)
+{
+    (void)state;
+    http_server_config cfg = {.listen = "localhost:0", .max_connections = 2, .handler = handle_peer};
+    error err = {0};
+    http_server *s = http_server_start(&cfg, &err);
+    assert_non_null(s);
+    uint16_t port = http_server_port(s);
+    response *r = malloc(sizeof *r);
+    client *a = client_new(port);
+    client *b = client_new(port);
+    client_send_str(a, "GET / HTTP/1.1\r\nHost: x\r\nX-Empty:\r\n\r\n");
+    assert_int_equal(client_read(a, r, false), 0);
+    assert_memory_equal(r->body, "127.0.0.1:", 10); /* the peer address */
+    assert_non_null(strstr(r->body, " 2 X-Empty="));
+    client_send_str(b, "GET / HTTP/1.1\r\n\r\n");
+    assert_int_equal(client_read(b, r, false), 0);
+    assert_int_equal(r->status, 200);
+    /* A third connection is over the per-worker limit. */
+    client *c = client_new(port);
+    assert_int_equal(client_read(c, r, false), 0);
+    assert_int_equal(r->status, 503);
+    assert_true(client_sees_close(c));
+    http_server_stats st;
+    http_server_stats_read(s, &st);
+    assert_int_equal(st.connections_accepted, 2);
+    assert_int_equal(st.connections_rejected, 1);
+    client_free(a);
+    client_free(b);
+    client_free(c);
+    free(r);
+    http_server_stop(s);
+}
+
+static void test_idle_connection_closed(void **state)
+{
+    (void)state;
+    http_server_config cfg = {.listen = "127.0.0.1:0", .idle_timeout_ms = 100, .handler = handle_peer};
+    error err = {0};
+    http_server *s = http_server_start(&cfg, &err);
+    assert_non_null(s);
+    response *r = malloc(sizeof *r);
+    client *a = client_new(http_server_port(s));
+    client_send_str(a, "GET / HTTP/1.1\r\n\r\n");
+    assert_int_equal(client_read(a, r, false), 0);
+    assert_int_equal(r->status, 200);
+    assert_true(client_sees_close(a));
+    client *b = client_new(http_server_port(s)); /* never sends anything */
+    assert_true(client_sees_close(b));
+    client_free(a);
+    client_free(b);
+    free(r);
+    http_server_stop(s);
+}
+
 static void test_bad_listen_addresses(void **state)
 {
     (void)state;
@@ -868,6 +937,8 @@ int main(void)
         cmocka_unit_test(test_slow_request_times_out_with_408),
         cmocka_unit_test(test_graceful_stop_finishes_in_flight_request),
         cmocka_unit_test(test_stop_bound_drops_unanswered_request),
+        cmocka_unit_test(test_connection_limit),
+        cmocka_unit_test(test_idle_connection_closed),
         cmocka_unit_test(test_bad_listen_addresses),
         cmocka_unit_test(test_ipv6_any_is_dual_stack),
     };
