@@ -67,7 +67,12 @@ $(foreach d,$(ROLE_DIRS),$(eval $(call role_rule,$(d))))
 $(BUILD)/tegula: $(TOOL_SRC:%.c=$(BUILD)/%.o) $(LIB)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(TEST_HELPER_OBJ) $(LIB)
+# A test named test_<role>_*.c also links that role's objects, all but its main.o.
+role_objs = $(patsubst %.c,$(BUILD)/%.o,$(filter-out $(1)/main.c,$(wildcard $(1)/*.c)))
+test_role_objs = $(foreach d,$(ROLE_DIRS),$(if $(filter test_$(d)_%,$(1)),$(call role_objs,$(d))))
+
+.SECONDEXPANSION:
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $$(call test_role_objs,%) $(TEST_HELPER_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(TESTLIBS)
 
