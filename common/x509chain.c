@@ -704,6 +704,15 @@ int x509_validate_chain(x509_validator *v, const x509_span *chain, size_t n,
     }
     X509 *leaf = certs[0];
 
+    /* A repeated certificate is a cycle (a self-signed root "signs" itself), not a path. */
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = 0; j < i; j++)
+            if (memcmp(fps[i], fps[j], SHA256_LEN) == 0) {
+                error_set(err, "chain[%zu] repeats chain[%zu]; each certificate may appear once",
+                          i, j);
+                goto done;
+            }
+
     /* Cheap policy checks before any signature work. */
     if (n >= 2 && is_precert_signing_cert(certs[1])) {
         error_set(err, "chain[1] is a Precertificate Signing Certificate (EKU "

@@ -4,7 +4,7 @@
  * A chain is accepted when every submitted certificate parses as exact DER, chain[i+1] is named
  * as and has signed chain[i] and is a CA within its path length, and the last submitted
  * certificate is an accepted root or is signed by one (which is then appended). Every submitted
- * certificate is used, in the submitted order. Validity dates are never compared with the clock
+ * certificate is used, once, in the submitted order. Validity dates are never compared with the clock
  * and name constraints and policies are ignored: CT observes, it does not police. The leaf's
  * notAfter must fall in the log's window, the leaf needs serverAuth when it has an EKU, and the
  * poison extension must be present exactly for add-pre-chain. Chains through a Precertificate

@@ -327,6 +327,7 @@ static void test_pem_parse_fixture(void **state)
         assert_int_equal(again.items[i].len, list.items[i].len);
         assert_memory_equal(again.items[i].data, list.items[i].data, list.items[i].len);
     }
+    pem_list_free(&again);
     /* The count bound. */
     assert_int_equal(pem_parse_certificates((const char *)text.data, text.len, 3, &again, &err),
                      -1);
@@ -1237,6 +1238,12 @@ static void test_garbage_input(void **state)
     chain_free(&c);
     buffer_free(&b);
 
+    /* A repeated certificate (the root twice) is a cycle, not a path. */
+    chain_add_file(&c, "chains/ctgo/leaf02.chain");
+    chain_add_file(&c, "chains/ctgo/fake-ca.cert");
+    expect_reject(v, &c, X509_ADD_CHAIN, "chain[3] repeats chain[2]");
+    chain_free(&c);
+
     /* Eleven certificates are refused before anything is parsed. */
     for (int i = 0; i < 11; i++)
         chain_add_der(&c, text, 3);
@@ -1355,6 +1362,7 @@ static void test_reasons_distinct(void **state)
           S(inter), S(inter)}},
         {"is not a valid DER X.509 certificate", X509_ADD_CHAIN, 2, {S(ok), {junk, sizeof junk}}},
         {"trailing bytes", X509_ADD_CHAIN, 2, {S(ok), {trailing.data, trailing.len}}},
+        {"repeats", X509_ADD_CHAIN, 3, {S(ok), S(inter), S(inter)}},
         {"signature algorithm that differs", X509_ADD_CHAIN, 2,
          {{mismatched.data, mismatched.len}, S(inter)}},
         {"Precertificate Signing Certificate", X509_ADD_PRE_CHAIN, 2, {S(via_psc), S(psc)}},
