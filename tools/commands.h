@@ -10,7 +10,8 @@
 
 #define TEGULA_COMMAND_TABLE(X) \
     X(keygen)                   \
-    X(mkchain)
+    X(mkchain)                  \
+    X(fsck)
 
 /* Process exit statuses shared by every command. */
 enum {

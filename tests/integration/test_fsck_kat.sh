@@ -34,7 +34,16 @@ chmod -R u+w "$tmp/bad"
 printf '\377' | dd of="$tmp/bad/tile/data/001" bs=1 seek=20000 conv=notrunc 2>/dev/null
 if out=$("$tegula" fsck --kat 778 --url "$tmp/bad" 2>&1); then fail "corrupt data tile accepted"; fi
 echo "$out" | grep -qi "fail" || fail "no failure summary: $out"
-check "a flipped data-tile byte is detected"
+check "a flipped byte in a logged precertificate is detected (its TBS no longer matches)"
+
+# A flipped byte inside entry 0's TBSCertificate (offsets 45..1189, SPEC §1.8): the leaf hash
+# no longer matches tile/0/000.
+cp -r "$src" "$tmp/bad2"
+chmod -R u+w "$tmp/bad2"
+printf '\001' | dd of="$tmp/bad2/tile/data/000" bs=1 seek=600 conv=notrunc 2>/dev/null
+if out=$("$tegula" fsck --kat 778 --url "$tmp/bad2" 2>&1); then fail "corrupt TBS accepted"; fi
+echo "$out" | grep -q "tile/0/000: stored tile differs" || fail "TBS flip not reported as a hash mismatch: $out"
+check "a flipped byte in a logged TBS is detected (leaf hash differs from level 0)"
 
 # A flipped byte in a level-0 hash tile.
 cp -r "$src" "$tmp/bad0"
