@@ -32,6 +32,9 @@ UNIT_BINS   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TEST_HELPER := $(filter-out tests/unit/test_%.c,$(wildcard tests/unit/*.c))
 TEST_HELPER_OBJ := $(TEST_HELPER:%.c=$(BUILD)/%.o)
 
+# Test objects are intermediates of a pattern chain; keep them so rebuilds stay incremental.
+.SECONDARY:
+
 .PHONY: all deps test unit integration system asan bench run clean check-tests
 .DEFAULT_GOAL := all
 
@@ -45,27 +48,35 @@ $(COMMON_SRC:%.c=$(BUILD)/%.o) $(TEST_HELPER_OBJ): | $(PROTO_C)
 
 $(BUILD)/proto/%.pb-c.c $(BUILD)/proto/%.pb-c.h: proto/%.proto
 	@mkdir -p $(dir $@)
-	protoc-c --proto_path=proto --c_out=$(BUILD)/proto $<
+	@$(if $(V),,echo "  PROTOC  $<")
+	$(Q)protoc-c --proto_path=proto --c_out=$(BUILD)/proto $<
 
 $(BUILD)/proto/%.pb-c.o: $(BUILD)/proto/%.pb-c.c
-	$(CC) $(CPPFLAGS) -Wall -Wextra -Werror $(CFLAGS) $(SAN) -c $< -o $@
+	$(Q)$(CC) $(CPPFLAGS) -Wall -Wextra -Werror $(CFLAGS) $(SAN) -c $< -o $@
+
+# V=1 shows the full command lines.
+Q := $(if $(V),,@)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	@$(if $(V),,echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@$(if $(V),,echo "  AR      $@")
+	$(Q)ar rcs $@ $^
 
 define role_rule
 $(BUILD)/tegula-$(1): $(patsubst %.c,$(BUILD)/%.o,$(wildcard $(1)/*.c)) $(LIB)
-	$$(CC) $$(ALL_CFLAGS) -o $$@ $$^ $$(LDLIBS)
+	@$$(if $$(V),,echo "  LD      $$@")
+	$$(Q)$$(CC) $$(ALL_CFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach d,$(ROLE_DIRS),$(eval $(call role_rule,$(d))))
 
 $(BUILD)/tegula: $(TOOL_SRC:%.c=$(BUILD)/%.o) $(LIB)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+	@$(if $(V),,echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 # A test named test_<role>_*.c also links that role's objects, all but its main.o.
 role_objs = $(patsubst %.c,$(BUILD)/%.o,$(filter-out $(1)/main.c,$(wildcard $(1)/*.c)))
@@ -74,7 +85,8 @@ test_role_objs = $(foreach d,$(ROLE_DIRS),$(if $(filter test_$(d)_%,$(1)),$(call
 .SECONDEXPANSION:
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $$(call test_role_objs,%) $(TEST_HELPER_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(TESTLIBS)
+	@$(if $(V),,echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(TESTLIBS)
 
 # Unit tests run from the repository root; they read ../shared/testdata (TEGULA_TESTDATA).
 unit: all
