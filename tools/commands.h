@@ -11,7 +11,9 @@
 #define TEGULA_COMMAND_TABLE(X) \
     X(keygen)                   \
     X(mkchain)                  \
-    X(fsck)
+    X(fsck)                     \
+    X(up)                       \
+    X(submit)
 
 /* Process exit statuses shared by every command. */
 enum {
