@@ -26,6 +26,7 @@
 #include "buffer.h"
 #include "commands.h"
 #include "config.h"
+#include "lock.h"
 #include "log.h"
 
 #define MAX_BATCHERS 64
@@ -495,6 +496,32 @@ typedef struct up_options {
     long stop_timeout_ms;
 } up_options;
 
+/* --create is for logs that do not exist yet: a sequencer refuses to create over an existing
+ * lock, so with a deployment half made (a first run stopped early) only the missing logs get
+ * it. When the lock cannot be read, the sequencer is left to decide. */
+static bool log_needs_creation(const config_log *log)
+{
+    error err = {{0}};
+    lock *l = lock_open(log->lock, &err);
+    if (!l) {
+        log_warn("cannot open the lock; passing --create anyway", "log=%s error=\"%s\"",
+                 log->name, err.msg);
+        return true;
+    }
+    buffer content = {0};
+    int rc = lock_read(l, &content, NULL, &err);
+    buffer_free(&content);
+    lock_close(l);
+    if (rc == LOCK_OK) {
+        log_info("the log exists; its sequencer starts without --create", "log=%s", log->name);
+        return false;
+    }
+    if (rc != LOCK_NOT_FOUND)
+        log_warn("cannot read the lock; passing --create anyway", "log=%s error=\"%s\"",
+                 log->name, err.msg);
+    return true;
+}
+
 static int build_children(supervisor *s, const config *cfg, const up_options *opt,
                           const char *config_abs, const char *bin_dir)
 {
@@ -552,7 +579,7 @@ static int build_children(supervisor *s, const config *cfg, const up_options *op
             if (child_add_arg(c, "--http") || child_add_arg(c, http))
                 return tool_fail(self, "out of memory");
         }
-        c->create = opt->create;
+        c->create = opt->create && log_needs_creation(&cfg->logs[j]);
     }
     return 0;
 }
@@ -681,8 +708,10 @@ const tool_command command_up = {
         "      --http-base PORT  give batcher i --http 127.0.0.1:PORT+i and the sequencer of\n"
         "                        log j (config order) --http 127.0.0.1:PORT+batchers+j, for\n"
         "                        their /healthz, /readyz and /metrics\n"
-        "      --create          pass --create to every sequencer on its first start (a new\n"
-        "                        deployment; restarts never create)\n"
+        "      --create          pass --create to the sequencers of logs whose lock holds no\n"
+        "                        checkpoint yet, on their first start only (restarts never\n"
+        "                        create; a sequencer still refuses to create over a\n"
+        "                        published log)\n"
         "      --stop-timeout MS how long each stop stage may take (default 15000)\n"
         "      --bin-dir DIR     where the tegula-* binaries are (default: next to tegula)\n",
     .run = up_run,

@@ -222,6 +222,23 @@ expect 1 "$TG_TEGULA" up -c "$TG_TMP/dns.yaml" --bin-dir "$bin"
 grep -q "batchers.addresses" "$TG_TMP/out" || fail "reason: $(cat "$TG_TMP/out")"
 [ ! -s "$state/starts" ] || fail "a refused command line started children"
 
+check "--create goes only to sequencers of logs whose lock holds no checkpoint yet"
+rm -f "$state/starts" "$state/terms"
+mkdir -p "$TG_TMP/data/log2"
+printf 'a checkpoint\n' >"$TG_TMP/data/log2/lock"
+start_up --create
+tg_wait_until 20 "5 children started" have_starts 5
+grep -qx "sequencer:log1 [0-9]* -c $cfg_abs --log log1 --create" "$state/starts" ||
+    fail "log1 without --create: $(cat "$state/starts")"
+grep -qx "sequencer:log2 [0-9]* -c $cfg_abs --log log2" "$state/starts" ||
+    fail "log2 with --create: $(cat "$state/starts")"
+logged 'msg="the log exists; its sequencer starts without --create" log=log2' || fail "not logged"
+kill -TERM "$TG_UP_PID"
+tg_wait_until 30 "tegula up stopped" up_gone
+up_wait
+[ "$up_rc" = 0 ] || fail "tegula up did not exit 0"
+rm -f "$TG_TMP/data/log2/lock"
+
 check "--batchers 1 starts only the first batcher"
 rm -f "$state/starts" "$state/terms"
 start_up --batchers 1
