@@ -68,16 +68,24 @@ if $ready; then
             echo "  log $log"
             echo "    submission  $base/$log/ct/v1/add-chain   (add-pre-chain, get-roots)"
             echo "    monitoring  $base/$log/checkpoint   $base/$log/log.v3.json"
+            echo "    files       $var/data/$log/storage   (tegula fsck --url DIR --key PUB.pem)"
             echo "    public key  $var/keys/$log.pem"
         done
         echo "  health  $base/readyz   metrics  $base/metrics"
-        echo "          batchers and sequencers: http://127.0.0.1:$TEGULA_DEV_HTTP_BASE/metrics and up"
+        # tegula up --http-base: batchers first, then the sequencers in config order.
+        ports=
+        i=0
+        for name in batcher-0 batcher-1 $TEGULA_DEV_LOGS; do
+            ports="$ports $name :$((TEGULA_DEV_HTTP_BASE + i))"
+            i=$((i + 1))
+        done
+        echo "          /healthz /readyz /metrics of$ports"
         if [ -n "$target" ]; then
             echo
             echo "Submit a fresh test chain and see its SCT (in another terminal):"
-            echo "  $tegula mkchain --ca-dir $var/ca --leaf --json /tmp/c.json && curl -sS --data-binary @/tmp/c.json $base/$target/ct/v1/add-chain"
+            echo "  $tegula mkchain --ca-dir $var/ca --leaf --json /tmp/c.json && curl -sS --data-binary @/tmp/c.json $base/$target/ct/v1/add-chain; echo"
             echo "and with the SCT verified and found in the log:"
-            echo "  $tegula mkchain --ca-dir $var/ca --leaf --out /tmp/c.pem && $tegula submit --url $base/$target/ --key $var/keys/$target.pem --log $base/$target/ /tmp/c.pem"
+            echo "  $tegula mkchain --ca-dir $var/ca --leaf --out /tmp/c.pem && $tegula submit --url $base/$target/ --key $var/keys/$target.pem --log $var/data/$target/storage /tmp/c.pem"
         fi
         echo
         echo "Ctrl-C stops everything; \`make run\` again continues the same logs (rm -rf $var for new ones)."

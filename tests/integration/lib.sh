@@ -11,7 +11,8 @@
 #                          storage and locks under $TG_TMP/data/<log>/
 #   tg_up [ARGS]           starts `tegula up -c $TG_CFG ARGS` in the background ($TG_UP_PID,
 #                          output in $TG_TMP/up.log) and waits for the frontend's /readyz
-#   tg_stop                SIGTERM to tegula up; waits (bounded) and asserts it exited 0
+#   tg_stop                SIGTERM to tegula up; waits (bounded) and asserts it exited 0, no
+#                          child is left and the up log is clean (tg_check_log)
 #
 # Facts for tests: $TG_URL (http://127.0.0.1:<frontend port>), tg_prefix LOG (submission
 # prefix), tg_storage LOG (storage dir), tg_pubkey LOG, tg_not_after LOG (an RFC 3339 time
@@ -236,7 +237,22 @@ tg_up() {
     tg_wait_ready
 }
 
-# tg_stop: graceful stop of tegula up and every child; asserts exit 0 and no child left.
+# tg_check_log: the up log shows no sanitizer report and (unless TG_ALLOW_RESTARTS=1, for
+# tests that kill children on purpose) no child that died and was restarted.
+tg_check_log() {
+    [ -f "$TG_TMP/up.log" ] || return 0
+    if grep -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: UndefinedBehavior' \
+        "$TG_TMP/up.log" >"$TG_TMP/sanitizer.txt"; then
+        fail "sanitizer report in the up log: $(head -n 5 "$TG_TMP/sanitizer.txt")"
+    fi
+    if [ "${TG_ALLOW_RESTARTS:-0}" != 1 ] &&
+        grep 'msg="child exited; restarting"' "$TG_TMP/up.log" >"$TG_TMP/restarts.txt"; then
+        fail "a child died: $(head -n 3 "$TG_TMP/restarts.txt")"
+    fi
+}
+
+# tg_stop: graceful stop of tegula up and every child; asserts exit 0, no child left, and a
+# clean up log (tg_check_log).
 tg_stop() {
     [ -n "$TG_UP_PID" ] || fail "tegula up is not running"
     kill -TERM "$TG_UP_PID"
@@ -257,6 +273,7 @@ tg_stop() {
             fail "child pid $pid still runs after tegula up stopped"
         fi
     done
+    tg_check_log
 }
 
 # The stored checkpoint's RFC6962NoteSignature timestamp (ms) and tree size.

@@ -36,10 +36,11 @@ stop_run() {
             fail "child $pid still runs"
         fi
     done
+    tg_check_log
 }
 # The Nth printed command line containing TEXT, with /tmp/ files moved into $t.
 printed() {
-    grep -F -- "$1" "$t/up.log" | sed -n "${2}p" | sed "s|^ *||; s|/tmp/|$t/|g"
+    grep -F -- "$1" "$t/up.log" | sed -n "${2}p" | sed "s|^ *||; s|/tmp/c\.json|$t/c.json|g; s|/tmp/c\.pem|$t/c.pem|g"
 }
 
 echo "first run"
