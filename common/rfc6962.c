@@ -725,7 +725,115 @@ static void bad_request(rfc6962 *layer, read_response *out, const char *fmt, ...
     read_response_error(out, 400, reason);
 }
 
-/* Runs a proof generator over tiles of the verified tree; fails with the reader's reason. */
+/* Proof nodes come from "expanded" tiles: a hash tile plus every tree level inside it
+ * (256 + 128 + ... + 1 hashes for a full tile), built once and kept in the cache, so a node
+ * costs a lookup instead of up to 127 hashes. Expansions are keyed by tile path and width,
+ * and tiles are immutable under their path, so they never go stale. */
+#define SOURCE_LOCAL 8
+
+typedef struct node_source {
+    rfc6962 *layer;
+    tile_reader reader; /* raw tiles, with tiles.h's fallbacks */
+    struct {
+        tile_id id;
+        read_blob *blob;
+    } local[SOURCE_LOCAL];
+    size_t local_count, local_next;
+    error err;
+} node_source;
+
+/* Offset (in hashes) of sub-level h inside an expansion of a tile of `count` entries. */
+static size_t expansion_offset(size_t count, unsigned h)
+{
+    size_t offset = 0;
+    for (unsigned j = 0; j < h; j++)
+        offset += count >> j;
+    return offset;
+}
+
+static read_blob *expand_tile(node_source *src, const tile_id *t)
+{
+    uint8_t (*hashes)[MERKLE_HASH_LEN] = malloc(TILE_WIDTH * MERKLE_HASH_LEN);
+    if (!hashes)
+        return error_set(&src->err, "out of memory"), NULL;
+    size_t count;
+    if (tile_reader_tile(&src->reader, t->level, t->index, hashes, &count, &src->err) != 0) {
+        free(hashes);
+        return NULL;
+    }
+    size_t total = expansion_offset(count, TILE_HEIGHT);
+    read_blob *b = malloc(sizeof *b + total * MERKLE_HASH_LEN);
+    if (!b) {
+        free(hashes);
+        return error_set(&src->err, "out of memory"), NULL;
+    }
+    atomic_init(&b->refs, 1);
+    b->len = total * MERKLE_HASH_LEN;
+    b->has_digest = false;
+    memcpy(b->data, hashes, count * MERKLE_HASH_LEN);
+    free(hashes);
+    for (unsigned h = 1; h < TILE_HEIGHT; h++) {
+        const uint8_t *below = b->data + expansion_offset(count, h - 1) * MERKLE_HASH_LEN;
+        uint8_t *level = b->data + expansion_offset(count, h) * MERKLE_HASH_LEN;
+        for (size_t k = 0; k < count >> h; k++)
+            merkle_node_hash(below + 2 * k * MERKLE_HASH_LEN, below + (2 * k + 1) * MERKLE_HASH_LEN,
+                             level + k * MERKLE_HASH_LEN);
+    }
+    return b;
+}
+
+static read_blob *expanded_get(node_source *src, const tile_id *t)
+{
+    for (size_t i = 0; i < src->local_count; i++)
+        if (src->local[i].id.level == t->level && src->local[i].id.index == t->index &&
+            src->local[i].id.width == t->width)
+            return src->local[i].blob;
+    char key[32 + TILE_PATH_MAX];
+    memcpy(key, "rfc6962/nodes/", 14);
+    if (tile_path_format(t, key + 14) < 0)
+        return error_set(&src->err, "invalid tile"), NULL;
+    read_blob *b = read_cache_get(src->layer->cache, key);
+    if (!b) {
+        b = expand_tile(src, t);
+        if (!b)
+            return NULL;
+        read_cache_put(src->layer->cache, key, b);
+    }
+    size_t slot;
+    if (src->local_count < SOURCE_LOCAL) {
+        slot = src->local_count++;
+    } else {
+        slot = src->local_next;
+        src->local_next = (src->local_next + 1) % SOURCE_LOCAL;
+        read_blob_release(src->local[slot].blob);
+    }
+    src->local[slot].id = *t;
+    src->local[slot].blob = b;
+    return b;
+}
+
+/* A merkle_get_node_fn over expanded tiles of the verified tree (ctx = node_source). */
+static int node_source_get(void *ctx, unsigned tree_level, uint64_t index,
+                           uint8_t out[MERKLE_HASH_LEN])
+{
+    node_source *src = ctx;
+    tile_id t;
+    unsigned position;
+    if (tile_locate(src->reader.size, tree_level, index, &t, &position, &src->err) != 0)
+        return -1;
+    read_blob *b = expanded_get(src, &t);
+    if (!b)
+        return -1;
+    size_t count = t.width ? t.width : TILE_WIDTH;
+    unsigned h = tree_level % TILE_HEIGHT;
+    size_t k = position >> h;
+    if (k >= count >> h)
+        return error_set(&src->err, "tile too short for node (level %u, index %" PRIu64 ")",
+                         tree_level, index);
+    memcpy(out, b->data + (expansion_offset(count, h) + k) * MERKLE_HASH_LEN, MERKLE_HASH_LEN);
+    return 0;
+}
+
 typedef struct proof_job {
     bool consistency;
     uint64_t a, b; /* (index, size) or (size1, size2) */
@@ -733,20 +841,23 @@ typedef struct proof_job {
     size_t len;
 } proof_job;
 
+/* Runs a proof generator over the tiles of the verified tree; fails with the tiles' reason. */
 static int run_proof(rfc6962 *layer, const sth_snapshot *s, proof_job *job, error *err)
 {
-    tile_reader reader;
-    /* Any node of a smaller tree is also a node of the verified one, so reading its tiles
-     * serves every size up to it, including sizes never published. */
-    tile_reader_init(&reader, s->sc.cp.size, fetch_hash_tile, layer);
+    node_source src = {.layer = layer};
+    /* Any node of a smaller tree is also a node of the verified one, so its tiles serve
+     * every size up to it, including sizes never published. */
+    tile_reader_init(&src.reader, s->sc.cp.size, fetch_hash_tile, layer);
     int rc = job->consistency
-                 ? merkle_consistency_proof(tile_reader_get_node, &reader, job->a, job->b,
-                                            job->proof, &job->len, err)
-                 : merkle_inclusion_proof(tile_reader_get_node, &reader, job->a, job->b,
-                                          job->proof, &job->len, err);
-    if (rc != 0 && error_is_set(&reader.err))
-        error_wrap(err, "%s", reader.err.msg);
-    tile_reader_free(&reader);
+                 ? merkle_consistency_proof(node_source_get, &src, job->a, job->b, job->proof,
+                                            &job->len, err)
+                 : merkle_inclusion_proof(node_source_get, &src, job->a, job->b, job->proof,
+                                          &job->len, err);
+    if (rc != 0 && error_is_set(&src.err))
+        error_wrap(err, "%s", src.err.msg);
+    for (size_t i = 0; i < src.local_count; i++)
+        read_blob_release(src.local[i].blob);
+    tile_reader_free(&src.reader);
     return rc;
 }
 
