@@ -6,6 +6,8 @@
 #include "testlog.h"
 
 #include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -677,6 +679,155 @@ static void test_broken_data_tile(void **state)
     fx_free(f);
 }
 
+
+/* ---- Concurrency: answers stay right while the log grows under the readers ------------- */
+
+#define STRESS_MAX 1030
+#define STRESS_THREADS 3
+
+typedef struct stress {
+    fixture *f;
+    uint8_t (*leaves)[32];
+    atomic_bool stop;
+    atomic_int failures;
+    atomic_long calls;
+    char first_failure[256];
+} stress;
+
+static void stress_fail(stress *st, const char *what)
+{
+    if (atomic_fetch_add(&st->failures, 1) == 0)
+        snprintf(st->first_failure, sizeof st->first_failure, "%s", what);
+}
+
+static json_t *stress_call(stress *st, const char *endpoint, const char *query)
+{
+    read_response r;
+    call(st->f, endpoint, query, &r);
+    atomic_fetch_add(&st->calls, 1);
+    json_t *j = NULL;
+    if (r.status == 200)
+        j = json_loadb((const char *)r.body, r.body_len, 0, NULL);
+    if (!j)
+        stress_fail(st, endpoint);
+    read_response_free(&r);
+    return j;
+}
+
+static bool stress_root(stress *st, uint64_t size, uint8_t out[32])
+{
+    merkle_leaves leaves = {(const uint8_t(*)[32])st->leaves, size};
+    return merkle_root(merkle_leaves_get_node, &leaves, size, out, NULL) == 0;
+}
+
+static void *stress_reader(void *arg)
+{
+    stress *st = arg;
+    unsigned seed = (unsigned)(uintptr_t)pthread_self();
+    while (!atomic_load(&st->stop)) {
+        json_t *j = stress_call(st, "get-sth", NULL);
+        if (!j)
+            continue;
+        uint64_t size = (uint64_t)json_integer_value(json_object_get(j, "tree_size"));
+        uint8_t root[32], want[32];
+        json_t *rh = json_object_get(j, "sha256_root_hash");
+        if (base64_decode_exact(root, 32, json_string_value(rh), json_string_length(rh)) != 0 ||
+            !stress_root(st, size, want) || memcmp(root, want, 32) != 0)
+            stress_fail(st, "get-sth root");
+        json_decref(j);
+        char q[128];
+        uint64_t start = (uint64_t)rand_r(&seed) % size;
+        snprintf(q, sizeof q, "start=%llu&end=%llu", (unsigned long long)start,
+                 (unsigned long long)(start + 40));
+        if ((j = stress_call(st, "get-entries", q))) {
+            json_t *entries = json_object_get(j, "entries");
+            for (size_t i = 0; i < json_array_size(entries); i++) {
+                json_t *li = json_object_get(json_array_get(entries, i), "leaf_input");
+                buffer leaf = {0};
+                uint8_t h[32];
+                if (base64_decode(&leaf, json_string_value(li), json_string_length(li)) != 0)
+                    stress_fail(st, "leaf_input");
+                merkle_leaf_hash(leaf.data, leaf.len, h);
+                if (memcmp(h, st->leaves[start + i], 32) != 0)
+                    stress_fail(st, "leaf hash");
+                buffer_free(&leaf);
+            }
+            json_decref(j);
+        }
+        uint64_t second = 1 + (uint64_t)rand_r(&seed) % size;
+        uint64_t first = 1 + (uint64_t)rand_r(&seed) % second;
+        snprintf(q, sizeof q, "first=%llu&second=%llu", (unsigned long long)first,
+                 (unsigned long long)second);
+        if ((j = stress_call(st, "get-sth-consistency", q))) {
+            uint8_t proof[MERKLE_MAX_PROOF][32], r1[32], r2[32];
+            json_t *arr = json_object_get(j, "consistency");
+            size_t n = json_array_size(arr);
+            for (size_t i = 0; i < n && i < MERKLE_MAX_PROOF; i++) {
+                json_t *v = json_array_get(arr, i);
+                if (base64_decode_exact(proof[i], 32, json_string_value(v), json_string_length(v)))
+                    stress_fail(st, "proof hash");
+            }
+            if (first < second &&
+                (!stress_root(st, first, r1) || !stress_root(st, second, r2) ||
+                 merkle_verify_consistency(first, second, (const uint8_t(*)[32])proof, n, r1, r2,
+                                           NULL) != 0))
+                stress_fail(st, "consistency proof");
+            json_decref(j);
+        }
+        snprintf(q, sizeof q, "leaf_index=%llu&tree_size=%llu", (unsigned long long)(first - 1),
+                 (unsigned long long)second);
+        if ((j = stress_call(st, "get-entry-and-proof", q))) {
+            uint8_t proof[MERKLE_MAX_PROOF][32], r2[32];
+            json_t *arr = json_object_get(j, "audit_path");
+            size_t n = json_array_size(arr);
+            for (size_t i = 0; i < n && i < MERKLE_MAX_PROOF; i++) {
+                json_t *v = json_array_get(arr, i);
+                if (base64_decode_exact(proof[i], 32, json_string_value(v), json_string_length(v)))
+                    stress_fail(st, "proof hash");
+            }
+            if (!stress_root(st, second, r2) ||
+                merkle_verify_inclusion(first - 1, second, st->leaves[first - 1],
+                                        (const uint8_t(*)[32])proof, n, r2, NULL) != 0)
+                stress_fail(st, "inclusion proof");
+            json_decref(j);
+        }
+    }
+    return NULL;
+}
+
+static void test_concurrent_readers_while_growing(void **state)
+{
+    (void)state;
+    stress st = {0};
+    st.f = fx_new("rfc-stress", 300, false);
+    st.leaves = calloc(STRESS_MAX, 32);
+    assert_non_null(st.leaves);
+    for (uint64_t i = 0; i < STRESS_MAX; i++) {
+        ct_entry e;
+        test_log_entry(i, &e);
+        assert_int_equal(ct_leaf_hash(&e, st.leaves[i]), 0);
+    }
+    pthread_t threads[STRESS_THREADS];
+    for (int i = 0; i < STRESS_THREADS; i++)
+        assert_int_equal(pthread_create(&threads[i], NULL, stress_reader, &st), 0);
+    const uint64_t steps[] = {301, 420, 511, 512, 513, 600, 767, 768, 900, 1024, 1030};
+    error err = {{0}};
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        usleep(20000);
+        test_log_grow(&st.f->log, steps[i]);
+        assert_int_equal(rfc6962_refresh(st.f->layer, &err), 0);
+    }
+    usleep(50000);
+    atomic_store(&st.stop, true);
+    for (int i = 0; i < STRESS_THREADS; i++)
+        pthread_join(threads[i], NULL);
+    if (atomic_load(&st.failures) != 0)
+        fail_msg("%d failures, first: %s", atomic_load(&st.failures), st.first_failure);
+    assert_true(atomic_load(&st.calls) > 0);
+    free(st.leaves);
+    fx_free(st.f);
+}
+
 /* ---- Bench (not asserted) ------------------------------------------------------------------ */
 
 static double bench(fixture *f, const char *endpoint, const char *query, int n, size_t *bytes)
@@ -728,6 +879,7 @@ int main(void)
         cmocka_unit_test(test_proof_by_hash),
         cmocka_unit_test(test_checkpoint_refusals),
         cmocka_unit_test(test_broken_data_tile),
+        cmocka_unit_test(test_concurrent_readers_while_growing),
         cmocka_unit_test(test_bench),
     };
     return cmocka_run_group_tests_name("rfc6962", tests, test_log_global_setup,
