@@ -699,8 +699,8 @@ static void tile_fetched(http_client_response *r, void *arg)
     } else {
         t->fetched_ms = now_ms();
     }
-    tile_fetch_done(p, index, t, &f);
-    /* Clients first, durability second: the tile is already served from memory. */
+    /* Stored before anyone is answered, so a client that saw a full tile can count on it
+     * surviving a restart; this costs the first fetch of each tile one durable write. */
     if (t && t->full) {
         char key[64];
         tile_key(p, index, key, sizeof key);
@@ -710,6 +710,7 @@ static void tile_fetched(http_client_response *r, void *arg)
             log_warn("cannot store a full tile", "key=%s reason=\"%s\"", key, err.msg);
         }
     }
+    tile_fetch_done(p, index, t, &f);
     tile_unref(t);
     work_end(p);
 }

@@ -647,10 +647,11 @@ int http_client_send(http_client *c, const http_client_request *req,
     else
         c->incoming_head = t;
     c->incoming_tail = t;
-    pthread_mutex_unlock(&c->lock);
-    /* One wakeup per batch: the I/O thread drains the whole queue each time round. */
+    /* One wakeup per batch: the I/O thread drains the whole queue each time round. Under the
+     * lock, so http_client_free cannot tear the multi handle down in between. */
     if (was_empty)
         curl_multi_wakeup(c->multi);
+    pthread_mutex_unlock(&c->lock);
     return 0;
 }
 
