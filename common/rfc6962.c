@@ -925,8 +925,7 @@ static void get_proof_by_hash(rfc6962 *layer, const read_request *req, read_resp
     int64_t tree_size;
     st = query_param(req->query, "tree_size", size_text, &len);
     if (st != PARAM_OK || !parse_int64(size_text, len, &tree_size) || tree_size < 1)
-        return bad_request(layer, out, "get-proof-by-hash: missing or invalid tree_size: %s",
-                           st == PARAM_OK ? size_text : "");
+        return bad_request(layer, out, "get-proof-by-hash: missing or invalid tree_size");
     sth_snapshot *s = snapshot_get(layer);
     if (!s)
         return no_checkpoint(layer, out);
