@@ -91,7 +91,7 @@ struct log_state {
 
     metrics_counter *m_results[STATUS_COUNT];
     metrics_counter *m_hits_store, *m_hits_inflight;
-    metrics_counter *m_batches_ok, *m_batches_failed;
+    metrics_counter *m_batches_sent, *m_batches_ok, *m_batches_failed;
     metrics_counter *m_store_errors;
     metrics_histogram *m_batch_entries, *m_seq_latency;
     metrics_gauge *m_pending;
@@ -586,6 +586,7 @@ static void send_batch(log_state *ls, batch *bt)
         Tegula__Envelope env = TEGULA__ENVELOPE__INIT;
         env.body_case = TEGULA__ENVELOPE__BODY_BATCH;
         env.batch = &msg;
+        metrics_counter_inc(ls->m_batches_sent);
         metrics_histogram_observe(ls->m_batch_entries, (double)count);
         atomic_fetch_add(&b->batches_sent, 1);
         bt->sent_ns = mono_ns();
@@ -849,6 +850,7 @@ static int register_metrics(batcher *b, log_state *ls, metrics_registry *r, erro
         if (!ls->m_results[s])
             return -1;
     }
+    metrics_label log_only[] = {{"log", name}};
     metrics_label store[] = {{"log", name}, {"source", "store"}};
     metrics_label inflight[] = {{"log", name}, {"source", "inflight"}};
     const char *hits_help = "Submissions answered from the dedup store or joined to an "
@@ -856,11 +858,13 @@ static int register_metrics(batcher *b, log_state *ls, metrics_registry *r, erro
     metrics_label ok[] = {{"log", name}, {"result", "ok"}};
     metrics_label failed[] = {{"log", name}, {"result", "failed"}};
     const char *batches_help = "Batches answered by the sequencer (ok) or failed as a whole.";
-    metrics_label log_only[] = {{"log", name}};
     if (!(ls->m_hits_store = metrics_counter_register(r, "tegula_batcher_dedup_hits_total",
                                                       hits_help, store, 2, err)) ||
         !(ls->m_hits_inflight = metrics_counter_register(r, "tegula_batcher_dedup_hits_total",
                                                          hits_help, inflight, 2, err)) ||
+        !(ls->m_batches_sent = metrics_counter_register(
+              r, "tegula_batcher_batches_sent_total", "Batches sent to the sequencer.",
+              log_only, 1, err)) ||
         !(ls->m_batches_ok = metrics_counter_register(r, "tegula_batcher_batches_total",
                                                       batches_help, ok, 2, err)) ||
         !(ls->m_batches_failed = metrics_counter_register(r, "tegula_batcher_batches_total",
