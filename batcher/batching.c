@@ -327,19 +327,23 @@ static int fp_set_grow(batch *bt)
     return 0;
 }
 
-/* Adds the issuer unless the batch already carries one with this fingerprint. */
-static int batch_add_issuer(batch *bt, const uint8_t *fp, const ProtobufCBinaryData *der)
+/* Makes room for one more entry with `issuers` issuers, so that adding it cannot fail
+ * half-way (which would leave the batch pointing into an entry that is then freed). */
+static int batch_reserve(batch *bt, size_t issuers)
 {
-    if ((bt->issuer_count + 1) * 2 > bt->fp_mask + 1 && fp_set_grow(bt) != 0)
-        return -1;
-    size_t s = (size_t)be_load(fp, 8) & bt->fp_mask;
-    while (bt->fp_slots[s]) {
-        if (memcmp(bt->issuer_fps[bt->fp_slots[s] - 1], fp, 32) == 0)
-            return 0;
-        s = (s + 1) & bt->fp_mask;
+    if (bt->count == bt->cap) {
+        size_t cap = bt->cap ? bt->cap * 2 : 64;
+        entry **es = realloc(bt->entries, cap * sizeof *es);
+        if (!es)
+            return -1;
+        bt->entries = es;
+        bt->cap = cap;
     }
-    if (bt->issuer_count == bt->issuer_cap) {
+    size_t need = bt->issuer_count + issuers;
+    if (need > bt->issuer_cap) {
         size_t cap = bt->issuer_cap ? bt->issuer_cap * 2 : 16;
+        while (cap < need)
+            cap *= 2;
         ProtobufCBinaryData *iss = realloc(bt->issuers, cap * sizeof *iss);
         if (!iss)
             return -1;
@@ -350,29 +354,37 @@ static int batch_add_issuer(batch *bt, const uint8_t *fp, const ProtobufCBinaryD
         bt->issuer_fps = fps;
         bt->issuer_cap = cap;
     }
+    /* The fingerprint set stays at most half full. */
+    while (need * 2 > bt->fp_mask + 1)
+        if (fp_set_grow(bt) != 0)
+            return -1;
+    return 0;
+}
+
+/* Adds the issuer unless the batch already carries one with this fingerprint. Room was made
+ * by batch_reserve. */
+static void batch_add_issuer(batch *bt, const uint8_t *fp, const ProtobufCBinaryData *der)
+{
+    size_t s = (size_t)be_load(fp, 8) & bt->fp_mask;
+    while (bt->fp_slots[s]) {
+        if (memcmp(bt->issuer_fps[bt->fp_slots[s] - 1], fp, 32) == 0)
+            return;
+        s = (s + 1) & bt->fp_mask;
+    }
     bt->issuers[bt->issuer_count] = *der;
     bt->issuer_fps[bt->issuer_count] = fp;
     bt->issuer_count++;
     bt->fp_slots[s] = (uint32_t)bt->issuer_count;
     bt->bytes += der->len + 4;
-    return 0;
 }
 
-/* Appends e to the batch. On failure (out of memory) the batch is unchanged except that some
- * of e's issuers may be listed, which is harmless. */
+/* Appends e to the batch; on failure (out of memory) the batch is unchanged. */
 static int batch_add(batch *bt, entry *e)
 {
-    if (bt->count == bt->cap) {
-        size_t cap = bt->cap ? bt->cap * 2 : 64;
-        entry **es = realloc(bt->entries, cap * sizeof *es);
-        if (!es)
-            return -1;
-        bt->entries = es;
-        bt->cap = cap;
-    }
+    if (batch_reserve(bt, e->issuer_count) != 0)
+        return -1;
     for (size_t i = 0; i < e->issuer_count; i++)
-        if (batch_add_issuer(bt, e->fps[i].data, &e->issuers[i]) != 0)
-            return -1;
+        batch_add_issuer(bt, e->fps[i].data, &e->issuers[i]);
     bt->entries[bt->count++] = e;
     bt->bytes += e->bytes;
     return 0;
