@@ -237,7 +237,9 @@ static void append_file(FILE *out, const char *path)
     buffer_free(&b);
 }
 
-static void write_setup(fixture *fx)
+/* Writes keys, roots and a config whose batchers section is `batchers` (NULL: the two
+ * stand-ins by address) to fx->dir/<file>, and loads it. */
+static config *write_setup(fixture *fx, const char *file, const char *batchers)
 {
     char path[4200];
     error err = {{0}};
@@ -249,14 +251,22 @@ static void write_setup(fixture *fx)
     fclose(f);
     const char *keys[] = {"a.key", "b.key"};
     for (size_t i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", fx->dir, keys[i]);
+        if (access(path, F_OK) == 0) /* written for an earlier config of this fixture */
+            continue;
         EVP_PKEY *k = private_key_generate(KEY_KIND_EC_P256, &err);
         assert_non_null(k);
-        snprintf(path, sizeof path, "%s/%s", fx->dir, keys[i]);
         if (private_key_store_pem(path, k, &err) != 0)
             fail_msg("%s", err.msg);
         EVP_PKEY_free(k);
     }
-    snprintf(path, sizeof path, "%s/tegula.yaml", fx->dir);
+    char static_batchers[256];
+    if (!batchers) {
+        snprintf(static_batchers, sizeof static_batchers, "  addresses: [%s, %s]\n",
+                 fx->batchers[0].url, fx->batchers[1].url);
+        batchers = static_batchers;
+    }
+    snprintf(path, sizeof path, "%s/%s", fx->dir, file);
     f = fopen(path, "w");
     assert_non_null(f);
     fprintf(f,
@@ -286,19 +296,19 @@ static void write_setup(fixture *fx)
             "  max_body_bytes: 65536\n"
             "  submit_timeout_ms: 400\n"
             "batchers:\n"
-            "  addresses: [%s, %s]\n",
-            fx->sequencers[0].url, fx->sequencers[1].url, fx->batchers[0].url,
-            fx->batchers[1].url);
+            "%s",
+            fx->sequencers[0].url, fx->sequencers[1].url, batchers);
     fclose(f);
-    fx->cfg = config_load(path, &err);
-    if (!fx->cfg)
+    config *cfg = config_load(path, &err);
+    if (!cfg)
         fail_msg("config: %s", err.msg);
+    return cfg;
 }
 
-static bool wait_ready(fixture *fx, long want)
+static bool wait_ready_at(const char *base, long want)
 {
     char url[256];
-    snprintf(url, sizeof url, "%s/readyz", fx->base);
+    snprintf(url, sizeof url, "%s/readyz", base);
     for (int i = 0; i < 100; i++) {
         http_result r;
         http_do("GET", url, NULL, 0, &r);
@@ -311,6 +321,11 @@ static bool wait_ready(fixture *fx, long want)
     return false;
 }
 
+static bool wait_ready(fixture *fx, long want)
+{
+    return wait_ready_at(fx->base, want);
+}
+
 static int setup(void **state)
 {
     fixture *fx = calloc(1, sizeof *fx);
@@ -320,7 +335,7 @@ static int setup(void **state)
         fake_start(&fx->batchers[i], true);
         fake_start(&fx->sequencers[i], false);
     }
-    write_setup(fx);
+    fx->cfg = write_setup(fx, "tegula.yaml", NULL);
     error err = {{0}};
     frontend_options opts = {.health_interval_ms = 50};
     fx->fe = frontend_start(fx->cfg, &opts, &err);
@@ -706,6 +721,143 @@ static void test_http_errors(void **state)
     buffer_free(&body);
 }
 
+/* Many clients at once on keep-alive connections: every answer is a 200 and a given chain
+ * always gets the same bytes, whichever worker and RPC thread handled it. */
+#define CONCURRENT_THREADS 8
+#define CONCURRENT_ROUNDS 12
+#define CONCURRENT_BODIES 4
+
+typedef struct concurrent_arg {
+    fixture *fx;
+    const buffer *bodies;
+    int thread;
+    buffer answers[CONCURRENT_BODIES];
+    int failures;
+} concurrent_arg;
+
+static void *concurrent_main(void *p)
+{
+    concurrent_arg *a = p;
+    CURL *c = curl_easy_init();
+    char url[256];
+    snprintf(url, sizeof url, "%s/wide/ct/v1/add-chain", a->fx->base);
+    struct curl_slist *hdrs = curl_slist_append(NULL, "Expect:");
+    for (int i = 0; i < CONCURRENT_ROUNDS; i++) {
+        int which = (i + a->thread) % CONCURRENT_BODIES;
+        buffer body = {0};
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, a->bodies[which].data);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)a->bodies[which].len);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+        long status = 0;
+        if (curl_easy_perform(c) == CURLE_OK)
+            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        buffer *seen = &a->answers[which];
+        if (status != 200)
+            a->failures++;
+        else if (seen->len == 0)
+            buffer_append(seen, body.data, body.len);
+        else if (seen->len != body.len || memcmp(seen->data, body.data, body.len) != 0)
+            a->failures++;
+        buffer_free(&body);
+    }
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+    return NULL;
+}
+
+static void test_concurrent_submissions(void **state)
+{
+    fixture *fx = *state;
+    buffer bodies[CONCURRENT_BODIES] = {{0}};
+    const char *files[CONCURRENT_BODIES] = {"chains/ctgo/leaf00.chain", "chains/ctgo/leaf01.chain",
+                                            "chains/ctgo/leaf02.chain", "chains/ctgo/leaf03.chain"};
+    for (int i = 0; i < CONCURRENT_BODIES; i++)
+        body_from_pem(&bodies[i], files[i], NULL);
+    pthread_t threads[CONCURRENT_THREADS];
+    concurrent_arg args[CONCURRENT_THREADS];
+    for (int t = 0; t < CONCURRENT_THREADS; t++) {
+        memset(&args[t], 0, sizeof args[t]);
+        args[t].fx = fx;
+        args[t].bodies = bodies;
+        args[t].thread = t;
+        assert_int_equal(pthread_create(&threads[t], NULL, concurrent_main, &args[t]), 0);
+    }
+    for (int t = 0; t < CONCURRENT_THREADS; t++)
+        pthread_join(threads[t], NULL);
+    for (int t = 0; t < CONCURRENT_THREADS; t++) {
+        assert_int_equal(args[t].failures, 0);
+        for (int b = 0; b < CONCURRENT_BODIES; b++) {
+            const buffer *x = &args[t].answers[b], *y = &args[0].answers[b];
+            assert_true(x->len > 0);
+            assert_int_equal(x->len, y->len);
+            assert_memory_equal(x->data, y->data, x->len);
+        }
+    }
+    for (int t = 0; t < CONCURRENT_THREADS; t++)
+        for (int b = 0; b < CONCURRENT_BODIES; b++)
+            buffer_free(&args[t].answers[b]);
+    for (int i = 0; i < CONCURRENT_BODIES; i++)
+        buffer_free(&bodies[i]);
+}
+
+/* Batchers found by DNS: "localhost:PORT" becomes tcp://127.0.0.1:PORT (re-resolved every
+ * 20 ms here while submissions run); a name that does not resolve starts with no batcher. */
+static void test_dns_batchers(void **state)
+{
+    fixture *fx = *state;
+    char section[128];
+    const char *port = strrchr(fx->batchers[0].url, ':') + 1;
+    snprintf(section, sizeof section, "  dns: localhost:%s\n", port);
+    config *cfg = write_setup(fx, "dns.yaml", section);
+    error err = {{0}};
+    frontend_options opts = {.health_interval_ms = 50, .dns_refresh_ms = 20};
+    frontend *fe = frontend_start(cfg, &opts, &err);
+    if (!fe)
+        fail_msg("frontend_start: %s", err.msg);
+    char base[128];
+    snprintf(base, sizeof base, "http://127.0.0.1:%u", (unsigned)frontend_port(fe));
+    assert_true(wait_ready_at(base, 200));
+    buffer body = {0};
+    body_from_pem(&body, "chains/ctgo/leaf20.chain", NULL);
+    char url[256];
+    snprintf(url, sizeof url, "%s/wide/ct/v1/add-chain", base);
+    for (int i = 0; i < 10; i++) {
+        int before = fake_submissions(&fx->batchers[0]);
+        http_result r;
+        http_do("POST", url, body.data, body.len, &r);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(fake_submissions(&fx->batchers[0]), before + 1);
+        http_result_free(&r);
+        sleep_ms(10);
+    }
+    frontend_stop(fe);
+    config_free(cfg);
+
+    cfg = write_setup(fx, "nodns.yaml", "  dns: tegula-no-such-host.invalid:9100\n");
+    fe = frontend_start(cfg, &opts, &err);
+    if (!fe)
+        fail_msg("frontend_start: %s", err.msg);
+    snprintf(base, sizeof base, "http://127.0.0.1:%u", (unsigned)frontend_port(fe));
+    assert_true(wait_ready_at(base, 503));
+    http_result r;
+    snprintf(url, sizeof url, "%s/readyz", base);
+    http_do("GET", url, NULL, 0, &r);
+    assert_non_null(strstr((const char *)r.body.data, "no batcher answers (0 known)"));
+    http_result_free(&r);
+    snprintf(url, sizeof url, "%s/wide/ct/v1/add-chain", base);
+    http_do("POST", url, body.data, body.len, &r);
+    assert_int_equal(r.status, 503);
+    assert_true(has_header(&r, "Retry-After: 1"));
+    http_result_free(&r);
+    frontend_stop(fe);
+    config_free(cfg);
+    buffer_free(&body);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -716,6 +868,8 @@ int main(void)
         cmocka_unit_test(test_batcher_statuses),
         cmocka_unit_test(test_timeout_not_resent),
         cmocka_unit_test(test_http_errors),
+        cmocka_unit_test(test_concurrent_submissions),
+        cmocka_unit_test(test_dns_batchers),
         cmocka_unit_test(test_failover_and_readiness),
     };
     int rc = cmocka_run_group_tests_name("frontend_server", tests, setup, teardown);
