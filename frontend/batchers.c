@@ -48,6 +48,11 @@ struct batcher_pool {
     pthread_rwlock_t closing_lock;
     bool closing;
 
+    /* Submissions whose callback has not returned; the pool is freed only at zero. A call's
+     * decrement is its last touch of the pool, so batcher_pool_free polls the count rather
+     * than have finishing calls signal a condition variable it is about to destroy. */
+    atomic_size_t calls;
+
     /* DNS mode */
     char *dns_host;
     char *dns_port;
@@ -433,8 +438,8 @@ void batcher_pool_free(batcher_pool *pool)
     pthread_rwlock_wrlock(&pool->closing_lock);
     pool->closing = true;
     pthread_rwlock_unlock(&pool->closing_lock);
-    /* Close every client first, so calls in flight end (CLOSED) and drop their references;
-     * then the sets and members can go. */
+    /* Close the current members' clients so the calls on them end now (CLOSED). Calls still
+     * on batchers that left the ring earlier (DNS) end by their own deadline. */
     member_set *s = set_acquire(pool);
     for (size_t i = 0; s && i < s->count; i++) {
         rpc_client_close(s->members[i]->client);
@@ -442,17 +447,12 @@ void batcher_pool_free(batcher_pool *pool)
     }
     set_release(pool, s);
     set_install(pool, NULL);
-    pthread_mutex_lock(&pool->mu);
-    member *m = pool->graveyard;
-    pool->graveyard = NULL;
-    pthread_mutex_unlock(&pool->mu);
-    while (m) {
-        member *next = m->next_dead;
-        rpc_client_close(m->client);
-        free(m->url);
-        free(m);
-        m = next;
+    while (atomic_load(&pool->calls) > 0) {
+        struct timespec pause = {.tv_sec = 0, .tv_nsec = 5 * 1000000};
+        nanosleep(&pause, NULL);
     }
+    /* Every set is gone now, so every member is in the graveyard. */
+    reap_graveyard(pool);
     free(pool->dns_host);
     free(pool->dns_port);
     pthread_cond_destroy(&pool->stop_cv);
@@ -528,9 +528,11 @@ typedef struct submit_call {
 static void call_finish(submit_call *call, batcher_outcome outcome,
                         const Tegula__SubmitReply *reply, const char *batcher)
 {
+    batcher_pool *pool = call->pool;
     call->done(call->arg, outcome, reply, batcher ? batcher : "");
-    set_release(call->pool, call->set);
+    set_release(pool, call->set);
     free(call);
+    atomic_fetch_sub(&pool->calls, 1); /* the last touch of the pool */
 }
 
 static void call_try_next(submit_call *call);
@@ -650,16 +652,20 @@ void batcher_pool_submit(batcher_pool *pool, const Tegula__Envelope *request,
         done(arg, BATCHER_FAILED, NULL, "");
         return;
     }
+    atomic_fetch_add(&pool->calls, 1);
     call->pool = pool;
     call->set = set_acquire(pool);
     call->request = request;
     call->done = done;
     call->arg = arg;
     call->deadline_ms = monotonic_ms() + (timeout_ms > 0 ? timeout_ms : 1);
-    if (call->set) {
+    /* Clients are only touched while the pool is not closing. */
+    pthread_rwlock_rdlock(&pool->closing_lock);
+    if (call->set && !pool->closing) {
         call->order_count = ring_order(call->set->ring, dedup_key, 32, call->order, MAX_ATTEMPTS);
         if (call->order_count == 0)
             call->order_count = connected_order(call->set, dedup_key, call->order);
     }
+    pthread_rwlock_unlock(&pool->closing_lock);
     call_try_next(call);
 }

@@ -23,6 +23,7 @@ struct health {
     pthread_cond_t cv;
     bool stop;
     bool ready;
+    bool probed; /* at least one round completed */
     char reason[256];
     size_t batchers_live;
     size_t sequencers_live;
@@ -50,13 +51,14 @@ static void health_round(health *h)
     else if (down)
         snprintf(reason, sizeof reason, "the sequencer of log %s does not answer", down);
     pthread_mutex_lock(&h->mu);
-    bool was_ready = h->ready;
+    bool changed = !h->probed || h->ready != (reason[0] == 0);
+    h->probed = true;
     h->ready = reason[0] == 0;
     memcpy(h->reason, reason, sizeof reason);
     h->batchers_live = live;
     h->sequencers_live = seq_live;
     pthread_mutex_unlock(&h->mu);
-    if (was_ready != (reason[0] == 0)) {
+    if (changed) {
         if (reason[0])
             log_warn("frontend not ready", "reason=\"%s\"", reason);
         else

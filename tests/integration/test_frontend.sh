@@ -84,7 +84,8 @@ expect() {
     text=$2
     shift 2
     http "$@"
-    [ "$status" = "$want" ] || fail "$1 $2: status $status, want $want; body: $(head -c 300 "$tmp/body")"
+    [ "$status" = "$want" ] ||
+        fail "$1 $2: status $status, want $want; body: $(head -c 300 "$tmp/body")"
     if [ -n "$text" ] && ! grep -qF -- "$text" "$tmp/body"; then
         fail "$1 $2: body lacks '$text': $(head -c 300 "$tmp/body")"
     fi

@@ -710,8 +710,8 @@ static void test_http_errors(void **state)
     const char *m = (const char *)r.body.data;
     assert_non_null(
         strstr(m, "tegula_frontend_requests_total{log=\"wide\",route=\"add-chain\",code=\"400\"}"));
-    assert_non_null(
-        strstr(m, "tegula_frontend_requests_total{log=\"frozen\",route=\"add-chain\",code=\"410\"}"));
+    assert_non_null(strstr(m, "tegula_frontend_requests_total{log=\"frozen\","
+                              "route=\"add-chain\",code=\"410\"}"));
     assert_non_null(
         strstr(m, "tegula_frontend_requests_total{log=\"\",route=\"other\",code=\"404\"}"));
     assert_non_null(strstr(m, "tegula_frontend_validator_link_cache_hits{log=\"wide\"}"));
