@@ -309,6 +309,22 @@ if [ -x "$build/tegula-batcher" ] && [ -x "$build/tegula-sequencer" ]; then
         cmp -s "$tmp/body" "$tmp/$2.sct" || fail "$2: resubmission gave another SCT"
     done
     check "certificate and precertificate SCTs on both logs; resubmissions byte-identical"
+    # An SCT is only answered once its entry is published: each log holds its two entries,
+    # at the indices the SCTs name.
+    for log in 2026h1 2026h2; do
+        sed -n '/BEGIN PUBLIC KEY/,/END PUBLIC KEY/p' "$tmp/$log.pub" >"$tmp/$log.pub.pem"
+        "$tegula" fsck --url "$tmp/data/$log/storage" --key "$tmp/$log.pub.pem" \
+            >"$tmp/fsck.out" 2>&1 || fail "fsck $log: $(cat "$tmp/fsck.out")"
+        grep -q "OK: 2 entries" "$tmp/fsck.out" || fail "fsck $log: $(cat "$tmp/fsck.out")"
+    done
+    for name in h1-leaf h1-pre h2-leaf h2-pre; do
+        index=$(jq -r .extensions "$tmp/$name.sct" | base64 -d | od -An -tu1 | tr -s ' ' |
+            awk '{ print (($4 * 256 + $5) * 256 + $6) * 256 * 256 + $7 * 256 + $8 }')
+        [ "$index" -lt 2 ] || fail "$name: leaf_index $index beyond the log's two entries"
+    done
+    [ "$(jq -r .extensions "$tmp/h1-leaf.sct")" != "$(jq -r .extensions "$tmp/h1-pre.sct")" ] ||
+        fail "two entries of 2026h1 share a leaf_index"
+    check "tegula fsck verifies both logs; the SCTs' leaf_index values are distinct and in range"
 else
     echo "  (tegula-batcher / tegula-sequencer not built: end-to-end part skipped)"
 fi
