@@ -883,8 +883,8 @@ static int parse_logs(walker *w, const yaml_node_t *node, config *cfg)
 static int parse_frontend(walker *w, const yaml_node_t *node, config_frontend *fe)
 {
     static const char *const keys[] = {"listen", "workers", "max_body_bytes", "submit_timeout_ms",
-                                       "read_path"};
-    const yaml_node_t *v[5];
+                                       "read_path", "index_dir"};
+    const yaml_node_t *v[6];
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     uint32_t default_workers = cpus < 1 ? 1 : cpus > 64 ? 64 : (uint32_t)cpus;
     fe->read_path = true;
@@ -893,9 +893,10 @@ static int parse_frontend(walker *w, const yaml_node_t *node, config_frontend *f
         fe->max_body_bytes = 512 * 1024;
         fe->submit_timeout_ms = 15000;
         fe->listen = strdup("127.0.0.1:8080");
-        return fe->listen ? 0 : error_set(w->err, "%s: out of memory", w->file);
+        fe->index_dir = path_join(w->dir, "data/frontend");
+        return fe->listen && fe->index_dir ? 0 : error_set(w->err, "%s: out of memory", w->file);
     }
-    if (mapping_collect(w, node, "frontend", keys, 5, v) != 0)
+    if (mapping_collect(w, node, "frontend", keys, 6, v) != 0)
         return -1;
     if (v[0]) {
         if (get_host_port(w, v[0], "frontend.listen", false, 0, &fe->listen) != 0)
@@ -911,6 +912,10 @@ static int parse_frontend(walker *w, const yaml_node_t *node, config_frontend *f
         return -1;
     if (v[4] && get_bool(w, v[4], "frontend.read_path", &fe->read_path) != 0)
         return -1;
+    if (v[5])
+        return get_path(w, v[5], "frontend.index_dir", &fe->index_dir);
+    if (!(fe->index_dir = path_join(w->dir, "data/frontend")))
+        return fail_at(w, node_line(node), "frontend", "out of memory");
     return 0;
 }
 
@@ -1191,6 +1196,7 @@ void config_free(config *cfg)
     free(cfg->batchers.dns);
     free(cfg->batchers.db);
     free(cfg->sequencer.data_dir);
+    free(cfg->frontend.index_dir);
     free(cfg->path);
     free(cfg->dir);
     free(cfg);

@@ -61,6 +61,8 @@ typedef struct config_frontend {
     uint32_t max_body_bytes;    /* default 512 KiB */
     uint32_t submit_timeout_ms; /* default 15000 */
     bool read_path;             /* serve monitoring endpoints from storage, default true */
+    char *index_dir;            /* leaf-hash index (get-proof-by-hash), one RocksDB per log;
+                                   default data/frontend */
 } config_frontend;
 
 typedef struct config_batchers {

@@ -1,4 +1,5 @@
 #include "frontend.h"
+#include "readserve.h"
 
 #include <inttypes.h>
 #include <stdatomic.h>
@@ -98,6 +99,7 @@ enum { ROUTE_ADD_CHAIN, ROUTE_ADD_PRE_CHAIN, ROUTE_GET_ROOTS, ROUTE_LOGV3, ROUTE
 
 struct frontend_log {
     log_state state;
+    readserve *reader; /* NULL when frontend.read_path is off */
     http_router *router;
     log_route routes[ROUTE_COUNT];
 };
@@ -524,7 +526,8 @@ static int log_routes_build(frontend *fe, frontend_log *fl, error *err)
                      &fl->routes[table[i].route], err) != 0)
             return -1;
     }
-    /* The read path (checkpoint, tiles, issuers) will add its routes here, before this. */
+    if (fl->reader && readserve_add_routes(fl->reader, fl->router, prefix, err) != 0)
+        return -1;
     snprintf(path, sizeof path, "%s*", prefix);
     return add_route(fl->router, NULL, path, handle_log_404, &fl->routes[ROUTE_OTHER], err);
 }
@@ -637,6 +640,7 @@ static void frontend_free(frontend *fe)
     http_router_free(fe->router);
     for (size_t i = 0; fe->logs && i < fe->log_count; i++) {
         http_router_free(fe->logs[i].router);
+        readserve_close(fe->logs[i].reader);
         log_state_close(&fe->logs[i].state);
     }
     free(fe->logs);
@@ -668,6 +672,13 @@ frontend *frontend_start(const config *cfg, const frontend_options *opts, error 
         if (log_state_open(&fe->logs[i].state, &cfg->logs[i], err) != 0) {
             /* Only the logs opened so far need closing. */
             fe->log_count = i;
+            goto fail;
+        }
+        if (cfg->frontend.read_path &&
+            !(fe->logs[i].reader = readserve_open(cfg, &cfg->logs[i],
+                                                  log_signer_public_key(fe->logs[i].state.signer),
+                                                  err))) {
+            fe->log_count = i + 1;
             goto fail;
         }
     }
