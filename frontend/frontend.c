@@ -1,6 +1,8 @@
 #include "frontend.h"
 #include "readserve.h"
 
+#include "ctile.h"
+
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -122,6 +124,8 @@ struct frontend {
     http_router *router;
     http_server *server;
     process_route proc[PROC_COUNT];
+    ctile_proxy **ctiles; /* one per `ctile:` entry */
+    size_t ctile_count;
 
     metrics_counter *outcomes[8];
     metrics_gauge *batchers_known, *batchers_live, *sequencers_live, *ready_gauge;
@@ -622,9 +626,39 @@ static int top_router_build(frontend *fe, error *err)
         rc = add_route(fe->router, NULL, path, http_router_handle, sorted[i]->router, err);
     }
     free(sorted);
+    /* CTile prefixes never overlap a log's (the config checks it), so order is free. */
+    for (size_t i = 0; i < fe->ctile_count && rc == 0; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s*", fe->cfg->ctiles[i].prefix);
+        rc = add_route(fe->router, NULL, path, ctile_handle, fe->ctiles[i], err);
+    }
     if (rc != 0)
         return -1;
     return add_route(fe->router, NULL, "*", handle_proc_404, &fe->proc[PROC_OTHER], err);
+}
+
+/* The CTile proxies of the `ctile:` section, each fronting a legacy RFC 6962 log. */
+static int ctiles_open(frontend *fe, error *err)
+{
+    fe->ctiles = calloc(fe->cfg->ctile_count ? fe->cfg->ctile_count : 1, sizeof *fe->ctiles);
+    if (!fe->ctiles)
+        return error_set(err, "out of memory");
+    for (size_t i = 0; i < fe->cfg->ctile_count; i++) {
+        const config_ctile *c = &fe->cfg->ctiles[i];
+        ctile_config cc = {
+            .prefix = c->prefix,
+            .upstream_url = c->upstream,
+            .cache_url = c->cache,
+            .tile_size = c->tile_size,
+            .partial_max_age_s = c->partial_max_age_s,
+            .sth_max_age_s = c->sth_max_age_s,
+            .upstream_timeout_ms = c->upstream_timeout_ms,
+        };
+        if (!(fe->ctiles[i] = ctile_proxy_new(&cc, err)))
+            return error_wrap(err, "ctile %s", c->prefix);
+        fe->ctile_count = i + 1;
+    }
+    return 0;
 }
 
 static void frontend_free(frontend *fe)
@@ -637,6 +671,9 @@ static void frontend_free(frontend *fe)
         http_server_stop(fe->server);
     health_stop(fe->health);
     batcher_pool_free(fe->pool);
+    for (size_t i = 0; i < fe->ctile_count; i++)
+        ctile_proxy_free(fe->ctiles[i]);
+    free(fe->ctiles);
     http_router_free(fe->router);
     for (size_t i = 0; fe->logs && i < fe->log_count; i++) {
         http_router_free(fe->logs[i].router);
@@ -694,6 +731,8 @@ frontend *frontend_start(const config *cfg, const frontend_options *opts, error 
     for (size_t i = 0; i < fe->log_count; i++)
         if (log_routes_build(fe, &fe->logs[i], err) != 0)
             goto fail;
+    if (ctiles_open(fe, err) != 0)
+        goto fail;
     if (top_router_build(fe, err) != 0)
         goto fail;
 
