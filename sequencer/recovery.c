@@ -283,6 +283,14 @@ int recovery_run(seq_log *log, bool create, uint64_t now_ms, error *err)
     if (!have_p || P.cp.size < L.cp.size) {
         if (replay(log, &L, &P, have_p, err) != 0)
             goto out;
+    } else {
+        /* A process killed between its replies and deleting the bundle leaves it behind. */
+        char key[STAGING_KEY_MAX];
+        staging_key(L.cp.size, L.cp.root, key);
+        error derr;
+        if (storage_delete(log->cfg.store, key, &derr) != STORAGE_OK)
+            log_warn("could not delete a leftover staging bundle", "key=%s error=\"%s\"", key,
+                     derr.msg);
     }
     if (load_state(log, &L, err) != 0)
         goto out;

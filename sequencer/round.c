@@ -643,6 +643,8 @@ answer:
                      derr.msg);
     }
 done:
+    /* Ready means "the last round published": a log whose storage keeps failing is not. */
+    atomic_store(&log->ready, st == ROUND_OK);
     rep.ms_total = seq_monotonic_ms() - t0;
     count_outcome(log, st);
     metrics_histogram_observe(log->m.round_seconds, rep.ms_total / 1000.0);

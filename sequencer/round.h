@@ -94,7 +94,9 @@ seq_log *seq_log_new(const seq_log_config *cfg, error *err);
 void seq_log_free(seq_log *log);
 
 uint64_t seq_log_size(const seq_log *log);
+/* Size of the last checkpoint uploaded to storage. */
 uint64_t seq_log_public_size(seq_log *log);
+/* Recovered, and the last round (if any) published its checkpoint. */
 bool seq_log_ready(seq_log *log);
 void seq_log_root(const seq_log *log, uint8_t out[32]);
 uint64_t seq_log_last_timestamp(const seq_log *log);
