@@ -216,6 +216,31 @@ static size_t entry_bytes(const Tegula__BatchEntry *e)
     return 128 + e->cert_or_tbs.len + e->precert.len + 32 * e->n_chain_fps;
 }
 
+/* A request for a batch the pool already knows; called with the lock held, returns with it
+ * released. Pooled or being sequenced: wait for the same reply. Answered: the same results
+ * now (copied, as the record may expire once the lock is dropped). */
+static void join_duplicate(pool *p, pool_record *dup, const pool_request *req)
+{
+    p->duplicate_total++;
+    if (dup->state != RECORD_ANSWERED) {
+        int rc = waiter_add(dup, req->reply, req->reply_ctx);
+        pthread_mutex_unlock(&p->mutex);
+        if (rc != 0)
+            reply_all(req, TEGULA__STATUS__STATUS_UNAVAILABLE);
+        return;
+    }
+    size_t n = dup->count;
+    pool_result *copy = malloc((n ? n : 1) * sizeof *copy);
+    if (copy != NULL)
+        memcpy(copy, dup->results, n * sizeof *copy);
+    pthread_mutex_unlock(&p->mutex);
+    if (copy != NULL)
+        req->reply(req->reply_ctx, req->batch->batch_seq, copy, n);
+    else
+        reply_all(req, TEGULA__STATUS__STATUS_UNAVAILABLE);
+    free(copy);
+}
+
 void pool_add(pool *p, const pool_request *req)
 {
     const Tegula__Batch *b = req->batch;
@@ -235,7 +260,7 @@ void pool_add(pool *p, const pool_request *req)
     }
 
     uint64_t hash = record_hash(id, b->batch_seq);
-    /* Fast path for duplicates, before spending hashes on validation. */
+    /* Duplicates first, before spending hashes on validation. */
     pthread_mutex_lock(&p->mutex);
     if (p->closed) {
         pthread_mutex_unlock(&p->mutex);
@@ -244,25 +269,7 @@ void pool_add(pool *p, const pool_request *req)
     }
     pool_record *dup = table_find(p, id, b->batch_seq, hash);
     if (dup != NULL) {
-        p->duplicate_total++;
-        if (dup->state != RECORD_ANSWERED) {
-            int rc = waiter_add(dup, req->reply, req->reply_ctx);
-            pthread_mutex_unlock(&p->mutex);
-            if (rc != 0)
-                reply_all(req, TEGULA__STATUS__STATUS_UNAVAILABLE);
-            goto release;
-        }
-        /* Answered: the same results again. Copy them, as the record may expire. */
-        pool_result *copy = malloc((dup->count ? dup->count : 1) * sizeof *copy);
-        size_t n = dup->count;
-        if (copy != NULL)
-            memcpy(copy, dup->results, n * sizeof *copy);
-        pthread_mutex_unlock(&p->mutex);
-        if (copy != NULL)
-            req->reply(req->reply_ctx, b->batch_seq, copy, n);
-        else
-            reply_all(req, TEGULA__STATUS__STATUS_UNAVAILABLE);
-        free(copy);
+        join_duplicate(p, dup, req); /* unlocks */
         goto release;
     }
     pthread_mutex_unlock(&p->mutex);
@@ -312,12 +319,9 @@ void pool_add(pool *p, const pool_request *req)
     }
     dup = table_find(p, id, b->batch_seq, hash);
     if (dup != NULL) {
-        /* A copy of this batch arrived while we validated: rare, and it is easiest to ask the
-         * batcher to try again than to join a record in whatever state it is now. */
-        p->duplicate_total++;
-        pthread_mutex_unlock(&p->mutex);
+        /* A copy of this batch arrived while this one was being validated. */
         record_free(rec);
-        reply_all(req, TEGULA__STATUS__STATUS_UNAVAILABLE);
+        join_duplicate(p, dup, req); /* unlocks */
         goto release;
     }
     /* Admit entries in order until a bound is hit; the rest of the batch is OVERLOADED. */

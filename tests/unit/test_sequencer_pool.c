@@ -2,7 +2,10 @@
  * state, expiry of remembered results, entry and byte bounds, close and free. */
 #include "testutil.h"
 
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "sha256.h"
@@ -272,6 +275,113 @@ static void test_close_and_free(void **state)
     assert_int_equal(releases, 2);
 }
 
+/* Threads adding batches (a third of them resends) while rounds run: every request gets
+ * exactly one reply, a resend gets its original's results, and no index is handed out twice. */
+#define STRESS_THREADS 4
+#define STRESS_BATCHES 150
+
+typedef struct stress_req {
+    test_batch batch;
+    replies reply;
+    uint64_t seq;
+} stress_req;
+
+typedef struct stress_thread {
+    pool *p;
+    int id;
+    stress_req *reqs;
+} stress_thread;
+
+static pthread_mutex_t stress_mu = PTHREAD_MUTEX_INITIALIZER;
+static int stress_replies;
+
+static void stress_on_reply(void *ctx, uint64_t seq, const pool_result *res, size_t n)
+{
+    pthread_mutex_lock(&stress_mu);
+    on_reply(ctx, seq, res, n);
+    stress_replies++;
+    pthread_mutex_unlock(&stress_mu);
+}
+
+static void *stress_main(void *arg)
+{
+    stress_thread *t = arg;
+    char id[16];
+    snprintf(id, sizeof id, "b%d", t->id);
+    for (int i = 0; i < STRESS_BATCHES; i++) {
+        stress_req *r = &t->reqs[i];
+        /* Every third request resends the batch two before it. */
+        r->seq = (i % 3 == 2) ? t->reqs[i - 2].seq : (uint64_t)i;
+        batch_init(&r->batch, id, r->seq, 1 + (size_t)(i % 4), 10);
+        r->batch.b.batcher_id = strdup(id);
+        pool_request req = {.batch = &r->batch.b, .reply = stress_on_reply, .reply_ctx = &r->reply};
+        pool_add(t->p, &req);
+        if (i % 16 == 0)
+            usleep(100);
+    }
+    return NULL;
+}
+
+static void test_concurrent_adds_and_rounds(void **state)
+{
+    (void)state;
+    pool_config pc = {.entry_limit = 100000, .keep_rounds = 1000};
+    pool *p = pool_new(&pc);
+    stress_thread threads[STRESS_THREADS];
+    pthread_t tids[STRESS_THREADS];
+    stress_replies = 0;
+    for (int i = 0; i < STRESS_THREADS; i++) {
+        threads[i] = (stress_thread){p, i, calloc(STRESS_BATCHES, sizeof(stress_req))};
+        assert_int_equal(pthread_create(&tids[i], NULL, stress_main, &threads[i]), 0);
+    }
+    uint64_t next_index = 0;
+    int total = STRESS_THREADS * STRESS_BATCHES;
+    for (int rounds = 0; rounds < 100000; rounds++) {
+        next_index += run_round(p, next_index, (uint64_t)rounds + 1);
+        pthread_mutex_lock(&stress_mu);
+        int done = stress_replies;
+        pthread_mutex_unlock(&stress_mu);
+        if (done == total)
+            break;
+        usleep(200);
+    }
+    for (int i = 0; i < STRESS_THREADS; i++)
+        pthread_join(tids[i], NULL);
+    assert_int_equal(stress_replies, total);
+    uint8_t *seen = calloc(next_index ? next_index : 1, 1);
+    size_t distinct_entries = 0;
+    for (int t = 0; t < STRESS_THREADS; t++) {
+        for (int i = 0; i < STRESS_BATCHES; i++) {
+            stress_req *r = &threads[t].reqs[i];
+            assert_int_equal(r->reply.calls, 1);
+            if (i % 3 == 2) {
+                replies *orig = &threads[t].reqs[i - 2].reply;
+                assert_int_equal(r->reply.count, orig->count);
+                assert_memory_equal(r->reply.results, orig->results,
+                                    orig->count * sizeof orig->results[0]);
+                continue;
+            }
+            assert_int_equal(r->reply.count, 1 + (size_t)(i % 4));
+            for (size_t k = 0; k < r->reply.count; k++) {
+                assert_int_equal(r->reply.results[k].status, TEGULA__STATUS__STATUS_OK);
+                uint64_t idx = r->reply.results[k].leaf_index;
+                assert_true(idx < next_index);
+                assert_int_equal(seen[idx], 0);
+                seen[idx] = 1;
+                distinct_entries++;
+            }
+        }
+    }
+    assert_int_equal(distinct_entries, next_index);
+    free(seen);
+    for (int t = 0; t < STRESS_THREADS; t++) {
+        for (int i = 0; i < STRESS_BATCHES; i++)
+            free(threads[t].reqs[i].batch.b.batcher_id);
+        free(threads[t].reqs);
+    }
+    pool_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -279,6 +389,7 @@ int main(void)
         cmocka_unit_test(test_dedup_in_every_state),
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_close_and_free),
+        cmocka_unit_test(test_concurrent_adds_and_rounds),
     };
     return cmocka_run_group_tests_name("sequencer_pool", tests, NULL, NULL);
 }
