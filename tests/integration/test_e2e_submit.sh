@@ -3,8 +3,8 @@
 # 127.0.0.1: concurrent certificate and precertificate submissions, from a P-256 and an RSA
 # test CA, to two temporal shards. Every SCT verifies (log ID, signature over the entry rebuilt
 # from the chain, leaf_index); each log's indices are exactly 0..n-1; tegula fsck passes on
-# each log's storage; every entry is in the signed tree at its SCT's leaf_index (inclusion proof
-# from the tiles) and in its data tile. Resubmissions give byte-identical SCTs, also with the
+# each log's storage and through the frontend's read path; every entry is in the signed tree
+# at its SCT's leaf_index (inclusion proof from the tiles) and in its data tile. Resubmissions give byte-identical SCTs, also with the
 # root left out or added; a chain outside a log's window is refused; an idle log's checkpoint
 # keeps getting fresh timestamps; a restart without --create continues the same logs.
 set -eu
@@ -135,6 +135,13 @@ for log in log1 log2; do
     "$tegula" fsck --url "$(tg_storage "$log")" --key "$(tg_pubkey "$log")" >"$t/fsck-$log" 2>&1 ||
         fail "fsck $log: $(cat "$t/fsck-$log")"
     grep -q "^fsck: OK: $per_log entries" "$t/fsck-$log" || fail "fsck $log: $(cat "$t/fsck-$log")"
+done
+check "fsck through the frontend's read path (the monitoring prefix) agrees with the storage"
+for log in log1 log2; do
+    "$tegula" fsck --url "$(tg_prefix "$log")" --key "$(tg_pubkey "$log")" >"$t/fsck-http-$log" \
+        2>&1 || fail "fsck over HTTP $log: $(cat "$t/fsck-http-$log")"
+    cmp -s "$t/fsck-$log" "$t/fsck-http-$log" ||
+        fail "$log: $(cat "$t/fsck-$log") vs $(cat "$t/fsck-http-$log")"
 done
 check "every SCT's entry is in its log's signed tree at its leaf_index and in the data tile"
 for f in "$t/sct"/*.sct; do

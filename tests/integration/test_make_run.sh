@@ -75,6 +75,12 @@ cmd=$(printed "submit --url" 1)
 (cd "$root" && eval "$cmd") >"$t/submit.out" 2>"$t/submit.err" || fail "$cmd: $(cat "$t/submit.err")"
 grep -q "included: leaf_index=1 " "$t/submit.err" || fail "$(cat "$t/submit.err")"
 
+check "the printed monitoring URL serves the signed checkpoint of that log"
+for log in "$@"; do
+    curl -fsS "http://127.0.0.1:$port/$log/checkpoint" >"$t/checkpoint" || fail "GET checkpoint"
+    [ "$(head -n 1 "$t/checkpoint")" = "127.0.0.1:$port/$log" ] || fail "$(cat "$t/checkpoint")"
+done
+
 check "SIGTERM to run.sh stops everything; exit 0"
 stop_run
 
