@@ -140,7 +140,8 @@ check "fsck through the frontend's read path (the monitoring prefix) agrees with
 for log in log1 log2; do
     "$tegula" fsck --url "$(tg_prefix "$log")" --key "$(tg_pubkey "$log")" >"$t/fsck-http-$log" \
         2>&1 || fail "fsck over HTTP $log: $(cat "$t/fsck-http-$log")"
-    cmp -s "$t/fsck-$log" "$t/fsck-http-$log" ||
+    # Same entries, tiles, issuers and root (idle rounds only refresh the timestamp).
+    [ "$(grep '^fsck: OK' "$t/fsck-$log")" = "$(grep '^fsck: OK' "$t/fsck-http-$log")" ] ||
         fail "$log: $(cat "$t/fsck-$log") vs $(cat "$t/fsck-http-$log")"
 done
 check "every SCT's entry is in its log's signed tree at its leaf_index and in the data tile"
