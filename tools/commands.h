@@ -11,6 +11,7 @@
 #define TEGULA_COMMAND_TABLE(X) \
     X(keygen)                   \
     X(mkchain)                  \
+    X(load)                     \
     X(fsck)
 
 /* Process exit statuses shared by every command. */
