@@ -1,5 +1,7 @@
 #include "keys.h"
 
+#include "fileio.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -171,20 +173,6 @@ EVP_PKEY *private_key_generate(key_kind kind, error *err)
     return key;
 }
 
-static int write_all(int fd, const uint8_t *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int private_key_store_pem(const char *path, const EVP_PKEY *key, error *err)
 {
     key_kind kind = key_kind_of(key);
@@ -207,7 +195,7 @@ int private_key_store_pem(const char *path, const EVP_PKEY *key, error *err)
         ret = error_set(err, "cannot create %s: %s", path, strerror(errno));
     } else {
         /* The umask can only narrow 0600, but say exactly what we mean. */
-        if (fchmod(fd, 0600) != 0 || write_all(fd, (const uint8_t *)pem, (size_t)pem_len) != 0 ||
+        if (fchmod(fd, 0600) != 0 || fd_write_all(fd, (const uint8_t *)pem, (size_t)pem_len) != 0 ||
             fsync(fd) != 0)
             ret = error_set(err, "cannot write %s: %s", path, strerror(errno));
         if (close(fd) != 0 && ret == 0)

@@ -9,6 +9,8 @@
  * The kernel drops it when the process dies, so a crashed sequencer never leaves it stale. */
 #include "lock.h"
 
+#include "fileio.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -128,49 +130,14 @@ static int read_current(file_lock *fl, buffer *content, char version[LOCK_VERSIO
 }
 
 /* Writes a fsynced temporary file beside the lock; its name goes to temp. */
-static int temp_write(file_lock *fl, const void *data, size_t len, char *temp, size_t temp_size,
+static int temp_write(file_lock *fl, const void *data, size_t len, char temp[TEMP_NAME_MAX],
                       error *err)
 {
-    int fd = -1;
-    for (int attempt = 0; attempt < 16 && fd < 0; attempt++) {
-        uint32_t salt = 0;
-        if (getrandom(&salt, sizeof salt, GRND_NONBLOCK) != (ssize_t)sizeof salt)
-            salt = (uint32_t)attempt;
-        snprintf(temp, temp_size, "%s.tmp-%ld-%08" PRIx32, fl->leaf, (long)getpid(), salt);
-        fd = openat(fl->dir_fd, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-        if (fd < 0 && errno != EEXIST)
-            break;
-    }
-    if (fd < 0)
-        return status_error(LOCK_ERROR, err, "creating temporary file for lock %s: %s", fl->path,
+    const char *step;
+    if (temp_file_write_synced(fl->dir_fd, fl->leaf, 0644, data, len, temp, &step) != 0)
+        return status_error(LOCK_ERROR, err, "%s temporary file for lock %s: %s", step, fl->path,
                             strerror(errno));
-    const uint8_t *p = data;
-    size_t left = len;
-    const char *step = "writing";
-    while (left > 0) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            goto fail;
-        p += n;
-        left -= (size_t)n;
-    }
-    step = "syncing";
-    if (fsync(fd) != 0)
-        goto fail;
-    step = "closing";
-    int closed = close(fd);
-    fd = -1;
-    if (closed != 0)
-        goto fail;
     return LOCK_OK;
-fail:;
-    int e = errno;
-    if (fd >= 0)
-        close(fd);
-    unlinkat(fl->dir_fd, temp, 0);
-    return status_error(LOCK_ERROR, err, "%s lock %s: %s", step, fl->path, strerror(e));
 }
 
 static int sync_dir(file_lock *fl, error *err)
@@ -190,8 +157,8 @@ static int file_lock_create(lock *l, const void *data, size_t len,
     int rc = serial_acquire(fl, &serial, err);
     if (rc != LOCK_OK)
         return rc;
-    char temp[NAME_MAX + 1];
-    rc = temp_write(fl, data, len, temp, sizeof temp, err);
+    char temp[TEMP_NAME_MAX];
+    rc = temp_write(fl, data, len, temp, err);
     if (rc == LOCK_OK) {
         /* link() rather than rename(): it cannot replace a lock that appeared meanwhile,
          * even one written by something that ignores our flock. */
@@ -229,8 +196,8 @@ static int file_lock_cas(lock *l, const char *expected, const void *data, size_t
                           "lock %s changed: stored version %.16s..., expected %.16s...", fl->path,
                           version, expected);
     if (rc == LOCK_OK) {
-        char temp[NAME_MAX + 1];
-        rc = temp_write(fl, data, len, temp, sizeof temp, err);
+        char temp[TEMP_NAME_MAX];
+        rc = temp_write(fl, data, len, temp, err);
         if (rc == LOCK_OK && renameat(fl->dir_fd, temp, fl->dir_fd, fl->leaf) != 0) {
             rc = status_error(LOCK_ERROR, err, "replacing lock %s: %s", fl->path,
                               strerror(errno));

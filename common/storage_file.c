@@ -8,6 +8,8 @@
  * so of several concurrent creators exactly one publishes its bytes; the others compare). */
 #include "storage.h"
 
+#include "fileio.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -27,9 +29,7 @@ typedef struct file_storage {
 
 /* Bounds a single read(2)/write(2) so huge objects make progress in sane steps. */
 #define IO_CHUNK (1u << 20)
-#define TEMP_NAME_MAX 64
 
-static atomic_uint_fast64_t temp_counter;
 
 static int status_error(int status, error *err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -54,21 +54,6 @@ static int report_errno(int e, const char *what, const char *key, error *err)
         return status_error(STORAGE_ERROR, err, "%s %s: refusing to follow a symbolic link",
                             what, key);
     return status_error(STORAGE_ERROR, err, "%s %s: %s", what, key, strerror(e));
-}
-
-static int write_all(int fd, const uint8_t *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, data, len < IO_CHUNK ? len : IO_CHUNK);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
 }
 
 /* Reads at most `limit` bytes; returns the count, or -1 with errno. */
@@ -292,50 +277,15 @@ static int dir_set_open(dir_set *set, const char *key, size_t dir_len, size_t *i
     return STORAGE_OK;
 }
 
-static void temp_name_make(char name[TEMP_NAME_MAX])
-{
-    uint64_t counter = atomic_fetch_add(&temp_counter, 1);
-    uint32_t salt = 0;
-    /* The salt keeps names apart across pid namespaces sharing one volume; O_EXCL below
-     * makes a collision a retry, not a clash, so a failed getrandom is harmless. */
-    if (getrandom(&salt, sizeof salt, GRND_NONBLOCK) != (ssize_t)sizeof salt)
-        salt = 0;
-    snprintf(name, TEMP_NAME_MAX, ".tmp-%ld-%" PRIu64 "-%08" PRIx32, (long)getpid(), counter,
-             salt);
-}
-
 /* Writes data to a fresh temporary file in dir_fd and fsyncs it. */
 static int temp_write(int dir_fd, char name[TEMP_NAME_MAX], const void *data, size_t len,
                       const char *key, error *err)
 {
-    int fd = -1;
-    for (int attempt = 0; attempt < 16 && fd < 0; attempt++) {
-        temp_name_make(name);
-        fd = openat(dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-        if (fd < 0 && errno != EEXIST)
-            break;
-    }
-    if (fd < 0)
-        return status_error(STORAGE_ERROR, err, "creating temporary file for %s: %s", key,
+    const char *step;
+    if (temp_file_write_synced(dir_fd, "", 0644, data, len, name, &step) != 0)
+        return status_error(STORAGE_ERROR, err, "%s temporary file for %s: %s", step, key,
                             strerror(errno));
-    const char *step = "writing";
-    if (write_all(fd, data, len) != 0)
-        goto fail;
-    step = "syncing";
-    if (fsync(fd) != 0)
-        goto fail;
-    step = "closing";
-    int closed = close(fd);
-    fd = -1;
-    if (closed != 0)
-        goto fail;
     return STORAGE_OK;
-fail:;
-    int e = errno;
-    if (fd >= 0)
-        close(fd);
-    unlinkat(dir_fd, name, 0);
-    return status_error(STORAGE_ERROR, err, "%s %s: %s", step, key, strerror(e));
 }
 
 /* Compares the object already published at leaf with the bytes a creator wanted. */

@@ -1,5 +1,7 @@
 #include "certgen.h"
 
+#include "fileio.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -176,21 +178,6 @@ int certgen_public_key_pem(EVP_PKEY *key, buffer *out, error *err)
     return rc;
 }
 
-static int write_all(int fd, const uint8_t *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int certgen_write_file(const char *path, const void *data, size_t len, mode_t mode, bool replace,
                        error *err)
 {
@@ -202,7 +189,7 @@ int certgen_write_file(const char *path, const void *data, size_t len, mode_t mo
     int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
         return error_set(err, "creating a file next to %s: %s", path, strerror(errno));
-    if (fchmod(fd, mode) != 0 || write_all(fd, data, len) != 0 || fsync(fd) != 0) {
+    if (fchmod(fd, mode) != 0 || fd_write_all(fd, data, len) != 0 || fsync(fd) != 0) {
         error_set(err, "writing %s: %s", tmp, strerror(errno));
         close(fd);
         unlink(tmp);

@@ -18,25 +18,6 @@
 
 /* --- helpers --- */
 
-/* The exact DER inside the first PEM block of a file (no re-encoding by OpenSSL). */
-static void pem_der_or_fail(const char *relative, buffer *der)
-{
-    BIO *bio = BIO_new_file(testdata_path(relative), "r");
-    if (!bio)
-        fail_msg("cannot open %s", relative);
-    char *name = NULL, *header = NULL;
-    unsigned char *data = NULL;
-    long len = 0;
-    if (PEM_read_bio(bio, &name, &header, &data, &len) != 1)
-        fail_msg("no PEM block in %s", relative);
-    buffer_reset(der);
-    assert_int_equal(buffer_append(der, data, (size_t)len), 0);
-    OPENSSL_free(name);
-    OPENSSL_free(header);
-    OPENSSL_free(data);
-    BIO_free(bio);
-}
-
 /* Value of "key hexorbase64" in rfc6962-vectors/vectors.txt, into out (a fresh buffer). */
 static void vector_or_fail(const char *key, buffer *out)
 {

@@ -5,6 +5,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <openssl/bio.h>
+#include <openssl/pem.h>
+
 #include "base64.h"
 
 const char *testdata_path(const char *relative)
@@ -43,4 +46,22 @@ void hex_or_fail(uint8_t *out, size_t len, const char *hex)
 {
     if (hex_decode(out, len, hex, strlen(hex)) != 0)
         fail_msg("bad hex test constant %s", hex);
+}
+
+void pem_der_or_fail(const char *relative, buffer *der)
+{
+    BIO *bio = BIO_new_file(testdata_path(relative), "r");
+    if (!bio)
+        fail_msg("cannot open %s", relative);
+    char *name = NULL, *header = NULL;
+    unsigned char *data = NULL;
+    long len = 0;
+    if (PEM_read_bio(bio, &name, &header, &data, &len) != 1)
+        fail_msg("no PEM block in %s", relative);
+    buffer_reset(der);
+    assert_int_equal(buffer_append(der, data, (size_t)len), 0);
+    OPENSSL_free(name);
+    OPENSSL_free(header);
+    OPENSSL_free(data);
+    BIO_free(bio);
 }

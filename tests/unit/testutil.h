@@ -16,6 +16,8 @@ const char *testdata_path(const char *relative);
 const char *test_tmpdir(const char *name);
 /* Reads a whole file into out; fails the test if it cannot. */
 void read_file_or_fail(const char *path, buffer *out);
+/* The exact DER of the first PEM block of a testdata file (no re-encoding by OpenSSL). */
+void pem_der_or_fail(const char *relative, buffer *der);
 /* Decodes hex or base64 into a fixed array; fails the test on bad input. */
 void hex_or_fail(uint8_t *out, size_t len, const char *hex);
 
