@@ -947,26 +947,50 @@ static bool proc_counted(const proc_table *t, const proc_info *p, pid_t root)
     return false;
 }
 
-/* CPU ticks the counted processes spent between the two scans; processes that began during
- * the run count whole. (A process that ended during the run is lost: it is not in `after`.) */
+/* CPU seconds of one program name (comm) among the counted processes. */
+typedef struct proc_cpu_by_name {
+    char name[32];
+    double seconds;
+    unsigned procs;
+} proc_cpu_by_name;
+
+#define MAX_PROC_NAMES 8
+
+/* CPU ticks the counted processes spent between the two scans, in total and per program
+ * name; processes that began during the run count whole. (A process that ended during the
+ * run is lost: it is not in `after`.) */
 static double proc_cpu_seconds(const proc_table *before, const proc_table *after, pid_t root,
-                               unsigned *procs)
+                               unsigned *procs, proc_cpu_by_name *by_name, size_t *names)
 {
     long hz = sysconf(_SC_CLK_TCK);
+    double per_tick = 1.0 / (double)(hz > 0 ? hz : 100);
     unsigned long long ticks = 0;
     *procs = 0;
+    *names = 0;
     for (size_t i = 0; i < after->n; i++) {
         const proc_info *p = &after->p[i];
         if (!proc_counted(after, p, root))
             continue;
         (*procs)++;
         const proc_info *b = proc_find(before, p->pid);
+        unsigned long long t = p->ticks;
         if (b && b->start == p->start && b->ticks <= p->ticks)
-            ticks += p->ticks - b->ticks;
-        else
-            ticks += p->ticks;
+            t -= b->ticks;
+        ticks += t;
+        size_t k = 0;
+        while (k < *names && strcmp(by_name[k].name, p->name) != 0)
+            k++;
+        if (k == *names) {
+            if (*names == MAX_PROC_NAMES)
+                continue;
+            memset(&by_name[k], 0, sizeof by_name[k]);
+            snprintf(by_name[k].name, sizeof by_name[k].name, "%s", p->name);
+            (*names)++;
+        }
+        by_name[k].seconds += (double)t * per_tick;
+        by_name[k].procs++;
     }
-    return (double)ticks / (double)(hz > 0 ? hz : 100);
+    return (double)ticks * per_tick;
 }
 
 static double self_cpu_seconds(void)
@@ -1364,7 +1388,9 @@ static int run_load(const tool_command *self, int argc, char **argv)
     double busy = (double)(last_done - sh.t_start_ns) / 1e9;
     double rate = busy > 0 ? (double)ok / busy : 0;
     unsigned procs = 0;
-    double server_cpu = proc_cpu_seconds(&before, &after, opt.cpu_of, &procs);
+    proc_cpu_by_name by_name[MAX_PROC_NAMES];
+    size_t names = 0;
+    double server_cpu = proc_cpu_seconds(&before, &after, opt.cpu_of, &procs, by_name, &names);
     double per_k = ok ? 1000.0 / (double)ok : 0;
     double p50 = 0, p95 = 0, p99 = 0, pmax = 0;
     if (lat && lat_len) {
@@ -1394,6 +1420,9 @@ static int run_load(const tool_command *self, int argc, char **argv)
     printf("  cpu          tegula-* servers %.3f s per 1000 (%.1f s over %u processes), "
            "load %.3f s per 1000 (%.1f s)\n",
            server_cpu * per_k, server_cpu, procs, self_cpu * per_k, self_cpu);
+    for (size_t k = 0; k < names; k++)
+        printf("    %-16s %.3f s per 1000 (%.1f s over %u processes)\n", by_name[k].name,
+               by_name[k].seconds * per_k, by_name[k].seconds, by_name[k].procs);
     printf("RESULT ok=%" PRIu64 " rate=%.1f p50_ms=%.1f p95_ms=%.1f p99_ms=%.1f max_ms=%.1f "
            "errors=%" PRIu64,
            ok, rate, p50, p95, p99, pmax, errors);

@@ -18,14 +18,14 @@ duration=${BENCH_DURATION:-60}
 clients=${BENCH_CLIENTS:-3000}
 threads=${BENCH_THREADS:-1}
 TG_PERIOD_MS=${BENCH_PERIOD_MS:-1000}
-TG_LOG_LEVEL=warn
+
 . "$repo/tests/integration/lib.sh"
 tg_setup bench
 tg_need_roles
 tg_deploy 2
 # The bench measures the write path alone at full speed.
 sed -i 's/^  submit_timeout_ms: .*/  submit_timeout_ms: 15000/' "$TG_CFG"
-tg_up
+tg_up --create
 log=log1
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 

@@ -11,7 +11,7 @@ TG_PERIOD_MS=500 tg_deploy 1
 # The pool of the only log holds 50 entries per round.
 sed -i 's/^    period_ms: .*/&\n    pool_limit: 50/' "$TG_CFG"
 grep -q '^    pool_limit: 50$' "$TG_CFG" || fail "could not set pool_limit"
-tg_up
+tg_up --create
 log=log1
 
 load() {

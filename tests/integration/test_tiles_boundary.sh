@@ -9,7 +9,7 @@ set -eu
 tg_setup tiles
 tg_need_roles
 TG_PERIOD_MS=100 tg_deploy 1
-tg_up
+tg_up --create
 log=log1
 storage=$(tg_storage $log)
 scts=$TG_TMP/scts
