@@ -47,7 +47,7 @@ crash() {
 # (Not through the load function: $! must be the load generator itself, not a subshell.)
 "$TG_TEGULA" load --url "$(tg_prefix $log)" --ca-dir "$TG_TMP/ca-p256" --key "$(tg_pubkey $log)" \
     --not-after "$(tg_not_after $log)" --threads 1 --clients 32 --duration 300 --timeout 15 \
-    --max-errors 100000000 --report 0 --out-scts "$TG_TMP/scts1" >"$TG_TMP/load1.out" 2>&1 &
+    --max-errors 100000000 --report 0 --cpu-of "$TG_UP_PID" --out-scts "$TG_TMP/scts1" >"$TG_TMP/load1.out" 2>&1 &
 load_pid=$!
 TG_PIDS="$TG_PIDS $load_pid"
 tg_wait_until 30 "the first entries" grows_past 100
