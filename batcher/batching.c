@@ -91,7 +91,7 @@ struct log_state {
 
     metrics_counter *m_results[STATUS_COUNT];
     metrics_counter *m_hits_store, *m_hits_inflight;
-    metrics_counter *m_batches_ok, *m_batches_failed;
+    metrics_counter *m_batches_sent, *m_batches_ok, *m_batches_failed;
     metrics_counter *m_store_errors;
     metrics_histogram *m_batch_entries, *m_seq_latency;
     metrics_gauge *m_pending;
@@ -327,19 +327,23 @@ static int fp_set_grow(batch *bt)
     return 0;
 }
 
-/* Adds the issuer unless the batch already carries one with this fingerprint. */
-static int batch_add_issuer(batch *bt, const uint8_t *fp, const ProtobufCBinaryData *der)
+/* Makes room for one more entry with `issuers` issuers, so that adding it cannot fail
+ * half-way (which would leave the batch pointing into an entry that is then freed). */
+static int batch_reserve(batch *bt, size_t issuers)
 {
-    if ((bt->issuer_count + 1) * 2 > bt->fp_mask + 1 && fp_set_grow(bt) != 0)
-        return -1;
-    size_t s = (size_t)be_load(fp, 8) & bt->fp_mask;
-    while (bt->fp_slots[s]) {
-        if (memcmp(bt->issuer_fps[bt->fp_slots[s] - 1], fp, 32) == 0)
-            return 0;
-        s = (s + 1) & bt->fp_mask;
+    if (bt->count == bt->cap) {
+        size_t cap = bt->cap ? bt->cap * 2 : 64;
+        entry **es = realloc(bt->entries, cap * sizeof *es);
+        if (!es)
+            return -1;
+        bt->entries = es;
+        bt->cap = cap;
     }
-    if (bt->issuer_count == bt->issuer_cap) {
+    size_t need = bt->issuer_count + issuers;
+    if (need > bt->issuer_cap) {
         size_t cap = bt->issuer_cap ? bt->issuer_cap * 2 : 16;
+        while (cap < need)
+            cap *= 2;
         ProtobufCBinaryData *iss = realloc(bt->issuers, cap * sizeof *iss);
         if (!iss)
             return -1;
@@ -350,29 +354,37 @@ static int batch_add_issuer(batch *bt, const uint8_t *fp, const ProtobufCBinaryD
         bt->issuer_fps = fps;
         bt->issuer_cap = cap;
     }
+    /* The fingerprint set stays at most half full. */
+    while (need * 2 > bt->fp_mask + 1)
+        if (fp_set_grow(bt) != 0)
+            return -1;
+    return 0;
+}
+
+/* Adds the issuer unless the batch already carries one with this fingerprint. Room was made
+ * by batch_reserve. */
+static void batch_add_issuer(batch *bt, const uint8_t *fp, const ProtobufCBinaryData *der)
+{
+    size_t s = (size_t)be_load(fp, 8) & bt->fp_mask;
+    while (bt->fp_slots[s]) {
+        if (memcmp(bt->issuer_fps[bt->fp_slots[s] - 1], fp, 32) == 0)
+            return;
+        s = (s + 1) & bt->fp_mask;
+    }
     bt->issuers[bt->issuer_count] = *der;
     bt->issuer_fps[bt->issuer_count] = fp;
     bt->issuer_count++;
     bt->fp_slots[s] = (uint32_t)bt->issuer_count;
     bt->bytes += der->len + 4;
-    return 0;
 }
 
-/* Appends e to the batch. On failure (out of memory) the batch is unchanged except that some
- * of e's issuers may be listed, which is harmless. */
+/* Appends e to the batch; on failure (out of memory) the batch is unchanged. */
 static int batch_add(batch *bt, entry *e)
 {
-    if (bt->count == bt->cap) {
-        size_t cap = bt->cap ? bt->cap * 2 : 64;
-        entry **es = realloc(bt->entries, cap * sizeof *es);
-        if (!es)
-            return -1;
-        bt->entries = es;
-        bt->cap = cap;
-    }
+    if (batch_reserve(bt, e->issuer_count) != 0)
+        return -1;
     for (size_t i = 0; i < e->issuer_count; i++)
-        if (batch_add_issuer(bt, e->fps[i].data, &e->issuers[i]) != 0)
-            return -1;
+        batch_add_issuer(bt, e->fps[i].data, &e->issuers[i]);
     bt->entries[bt->count++] = e;
     bt->bytes += e->bytes;
     return 0;
@@ -586,6 +598,7 @@ static void send_batch(log_state *ls, batch *bt)
         Tegula__Envelope env = TEGULA__ENVELOPE__INIT;
         env.body_case = TEGULA__ENVELOPE__BODY_BATCH;
         env.batch = &msg;
+        metrics_counter_inc(ls->m_batches_sent);
         metrics_histogram_observe(ls->m_batch_entries, (double)count);
         atomic_fetch_add(&b->batches_sent, 1);
         bt->sent_ns = mono_ns();
@@ -849,6 +862,7 @@ static int register_metrics(batcher *b, log_state *ls, metrics_registry *r, erro
         if (!ls->m_results[s])
             return -1;
     }
+    metrics_label log_only[] = {{"log", name}};
     metrics_label store[] = {{"log", name}, {"source", "store"}};
     metrics_label inflight[] = {{"log", name}, {"source", "inflight"}};
     const char *hits_help = "Submissions answered from the dedup store or joined to an "
@@ -856,11 +870,13 @@ static int register_metrics(batcher *b, log_state *ls, metrics_registry *r, erro
     metrics_label ok[] = {{"log", name}, {"result", "ok"}};
     metrics_label failed[] = {{"log", name}, {"result", "failed"}};
     const char *batches_help = "Batches answered by the sequencer (ok) or failed as a whole.";
-    metrics_label log_only[] = {{"log", name}};
     if (!(ls->m_hits_store = metrics_counter_register(r, "tegula_batcher_dedup_hits_total",
                                                       hits_help, store, 2, err)) ||
         !(ls->m_hits_inflight = metrics_counter_register(r, "tegula_batcher_dedup_hits_total",
                                                          hits_help, inflight, 2, err)) ||
+        !(ls->m_batches_sent = metrics_counter_register(
+              r, "tegula_batcher_batches_sent_total", "Batches sent to the sequencer.",
+              log_only, 1, err)) ||
         !(ls->m_batches_ok = metrics_counter_register(r, "tegula_batcher_batches_total",
                                                       batches_help, ok, 2, err)) ||
         !(ls->m_batches_failed = metrics_counter_register(r, "tegula_batcher_batches_total",

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "rpc.h"
+#include "service.h"
 
 #define EXIT_USAGE 2
 /* The batcher receives single submissions: a certificate chain of at most 10 certificates
@@ -62,45 +63,6 @@ typedef struct app {
     batcher *batcher;
     metrics_registry *metrics;
 } app;
-
-/* ---- rpc ---- */
-
-static void reply_submit(void *arg, void *token, const batcher_result *result)
-{
-    (void)arg;
-    Tegula__SubmitReply r = TEGULA__SUBMIT_REPLY__INIT;
-    r.status = result->status;
-    r.leaf_index = result->leaf_index;
-    r.timestamp = result->timestamp;
-    r.message = (char *)result->message;
-    Tegula__Envelope env = TEGULA__ENVELOPE__INIT;
-    env.body_case = TEGULA__ENVELOPE__BODY_SUBMIT_REPLY;
-    env.submit_reply = &r;
-    rpc_reply(token, &env);
-}
-
-static void handle_request(void *arg, Tegula__Envelope *req, rpc_reply_token *token)
-{
-    app *a = arg;
-    if (req->body_case == TEGULA__ENVELOPE__BODY_SUBMIT && req->submit) {
-        batcher_submit(a->batcher, req->submit, token);
-    } else if (req->body_case == TEGULA__ENVELOPE__BODY_PING) {
-        Tegula__Pong pong = TEGULA__PONG__INIT;
-        pong.role = "batcher";
-        pong.ready = batcher_ready(a->batcher, NULL);
-        Tegula__Envelope env = TEGULA__ENVELOPE__INIT;
-        env.body_case = TEGULA__ENVELOPE__BODY_PONG;
-        env.pong = &pong;
-        rpc_reply(token, &env);
-    } else {
-        char message[96];
-        snprintf(message, sizeof message, "a batcher does not answer %s messages",
-                 rpc_body_name(req));
-        batcher_result r = {TEGULA__STATUS__STATUS_BAD_REQUEST, 0, 0, message};
-        reply_submit(a, token, &r);
-    }
-    rpc_envelope_free(req);
-}
 
 /* ---- http ---- */
 
@@ -264,15 +226,14 @@ int main(int argc, char **argv)
                           .id = id,
                           .store = store,
                           .metrics = a.metrics,
-                          .reply = reply_submit,
-                          .reply_arg = &a};
+                          .reply = batcher_service_reply};
     a.batcher = batcher_start(&bo, &err);
     if (!a.batcher) {
         log_error("cannot start batching", "reason=\"%s\"", err.msg);
         goto out;
     }
     rpc_server_options so = {.max_message_bytes = MAX_REQUEST_BYTES};
-    server = rpc_server_open(listen, &so, handle_request, &a, &err);
+    server = rpc_server_open(listen, &so, batcher_service_handle, a.batcher, &err);
     if (!server) {
         log_error("cannot listen for submissions", "listen=%s reason=\"%s\"", listen, err.msg);
         goto out;
@@ -296,9 +257,11 @@ int main(int argc, char **argv)
             goto out;
         }
     }
-    log_info("batcher started", "listen=%s id=%s db=%s http=%s logs=%zu batch_max=%u "
-             "batch_wait_ms=%u queue_limit=%u",
-             listen, id, (const char *)db_path.data, http_listen ? http_listen : "-",
+    /* The bound ports are logged too: with port 0 they are how a caller finds us. */
+    log_info("batcher started", "listen=%s rpc_port=%d id=%s db=%s http=%s http_port=%u "
+             "logs=%zu batch_max=%u batch_wait_ms=%u queue_limit=%u",
+             listen, rpc_server_port(server), id, (const char *)db_path.data,
+             http_listen ? http_listen : "-", http ? (unsigned)http_server_port(http) : 0,
              cfg->log_count, cfg->batchers.batch_max, cfg->batchers.batch_wait_ms,
              cfg->batchers.queue_limit);
 

@@ -20,6 +20,7 @@
 #include "keys.h"
 #include "lock.h"
 #include "log.h"
+#include "logv3.h"
 #include "metrics.h"
 #include "storage.h"
 
@@ -173,6 +174,31 @@ static void pool_metrics_update(pool_metrics *pm, pool *p)
     metrics_counter_add(pm->rejected, st.rejected_entries - pm->last.rejected_entries);
     metrics_counter_add(pm->duplicates, st.duplicate_batches - pm->last.duplicate_batches);
     pm->last = st;
+}
+
+/* ---- log.v3.json ---- */
+
+/* Writes log.v3.json next to the tiles, for a bucket or CDN to serve. A read-only log carries
+ * its final tree head. Not fatal: the frontend renders the same document itself. */
+static void publish_logv3(const config_log *lc, const log_signer *signer, storage *store,
+                          seq_log *log)
+{
+    size_t spki_len;
+    const uint8_t *spki = log_signer_spki(signer, &spki_len);
+    logv3_tree_head head;
+    const logv3_tree_head *final_head = NULL;
+    if (lc->status == CONFIG_LOG_READONLY) {
+        head.tree_size = seq_log_size(log);
+        head.timestamp = seq_log_last_timestamp(log);
+        seq_log_root(log, head.root_hash);
+        final_head = &head;
+    }
+    buffer json = {0};
+    error err = {{0}};
+    if (logv3_render(&json, lc, spki, spki_len, final_head, &err) != 0 ||
+        storage_put(store, "log.v3.json", json.data, json.len, NULL, &err) != STORAGE_OK)
+        log_warn("could not publish log.v3.json", "log=%s error=\"%s\"", lc->name, err.msg);
+    buffer_free(&json);
 }
 
 /* ---- the round loop ---- */
@@ -333,6 +359,7 @@ int main(int argc, char **argv)
         log_error("refusing to start", "log=%s error=\"%s\"", lc->name, err.msg);
         goto out;
     }
+    publish_logv3(lc, signer, store, log);
     pool_config pc = {.entry_limit = lc->pool_limit};
     p = pool_new(&pc);
     if (p == NULL) {

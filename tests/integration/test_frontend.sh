@@ -261,7 +261,8 @@ check "get-roots lists the root; log.v3.json has each log's LogID, key, URLs, wi
 
 echo "== 404 and 405"
 expect 404 "not found" GET /nowhere
-expect 404 "not found" GET /2026h1/ct/v1/get-sth
+expect 404 "not found" GET /2026h1/ct/v1/get-nothing
+expect 503 "no verified checkpoint" GET /2026h1/ct/v1/get-sth
 expect 404 "not found" POST /2027h1/ct/v1/add-chain "$tmp/h1-leaf.json"
 expect 405 "method not allowed" GET /2026h1/ct/v1/add-chain
 header_is Allow POST
@@ -309,6 +310,22 @@ if [ -x "$build/tegula-batcher" ] && [ -x "$build/tegula-sequencer" ]; then
         cmp -s "$tmp/body" "$tmp/$2.sct" || fail "$2: resubmission gave another SCT"
     done
     check "certificate and precertificate SCTs on both logs; resubmissions byte-identical"
+    # An SCT is only answered once its entry is published: each log holds its two entries,
+    # at the indices the SCTs name.
+    for log in 2026h1 2026h2; do
+        sed -n '/BEGIN PUBLIC KEY/,/END PUBLIC KEY/p' "$tmp/$log.pub" >"$tmp/$log.pub.pem"
+        "$tegula" fsck --url "$tmp/data/$log/storage" --key "$tmp/$log.pub.pem" \
+            >"$tmp/fsck.out" 2>&1 || fail "fsck $log: $(cat "$tmp/fsck.out")"
+        grep -q "OK: 2 entries" "$tmp/fsck.out" || fail "fsck $log: $(cat "$tmp/fsck.out")"
+    done
+    for name in h1-leaf h1-pre h2-leaf h2-pre; do
+        index=$(jq -r .extensions "$tmp/$name.sct" | base64 -d | od -An -tu1 | tr -s ' ' |
+            awk '{ print (($4 * 256 + $5) * 256 + $6) * 256 * 256 + $7 * 256 + $8 }')
+        [ "$index" -lt 2 ] || fail "$name: leaf_index $index beyond the log's two entries"
+    done
+    [ "$(jq -r .extensions "$tmp/h1-leaf.sct")" != "$(jq -r .extensions "$tmp/h1-pre.sct")" ] ||
+        fail "two entries of 2026h1 share a leaf_index"
+    check "tegula fsck verifies both logs; the SCTs' leaf_index values are distinct and in range"
 else
     echo "  (tegula-batcher / tegula-sequencer not built: end-to-end part skipped)"
 fi

@@ -133,6 +133,16 @@ set -- $(fsck_timestamp) || fail "fsck of the new log failed"
 [ "$1" = 0 ] || fail "new log has size $1"
 ts1=$2
 
+check "log.v3.json is published with the log's ID"
+[ -s "$tmp/data/t1/storage/log.v3.json" ] || fail "no log.v3.json in storage"
+log_id=$("$tegula" keygen --public "$tmp/t1.key" | sed -n 's/^log_id_base64: //p')
+grep -qF "\"$log_id\"" "$tmp/data/t1/storage/log.v3.json" || fail "log.v3.json lacks log_id $log_id"
+if command -v jq >/dev/null; then
+    [ "$(jq -r .log_id "$tmp/data/t1/storage/log.v3.json")" = "$log_id" ] || fail "log_id in log.v3.json"
+    [ "$(jq -r .submission_url "$tmp/data/t1/storage/log.v3.json")" = "http://127.0.0.1:8080/t1/" ] ||
+        fail "submission_url in log.v3.json"
+fi
+
 check "idle checkpoints keep advancing (fsck verifies each)"
 sleep 0.5
 set -- $(fsck_timestamp) || fail "fsck failed"
