@@ -57,6 +57,30 @@ if [ -n "$perf_pid" ]; then
     done
 fi
 result=$(grep '^RESULT' "$TG_TMP/load.out") || fail "load printed no RESULT line"
+
+# ---- Read path (issue 4): keep-alive GETs with wrk against the log the write bench filled.
+read_seconds=${BENCH_READ_DURATION:-10}
+read_rows=
+wrk_run() { # NAME PATH [wrk args]
+    name=$1
+    path=$2
+    shift 2
+    out=$(wrk -t1 -c64 -d"${read_seconds}s" --latency "$@" "$(tg_prefix $log)$path") ||
+        fail "wrk $path"
+    rps=$(echo "$out" | sed -n 's/^Requests\/sec:[[:space:]]*//p')
+    mbs=$(echo "$out" | sed -n 's/^Transfer\/sec:[[:space:]]*//p')
+    p99=$(echo "$out" | sed -n 's/^[[:space:]]*99%[[:space:]]*//p')
+    errs=$(echo "$out" | sed -n 's/.*Non-2xx or 3xx responses: //p')
+    echo "bench read: $name: $rps req/s, $mbs, p99 $p99${errs:+, $errs non-2xx}"
+    read_rows="$read_rows| $(date -u +%Y-%m-%d) | $commit | $name | 64 | ${read_seconds} s | $rps | $mbs | $p99 | ${errs:-0} |
+"
+}
+commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
+wrk_run "tile GET (tile/0/000, 8 KiB)" tile/0/000
+wrk_run "checkpoint GET" checkpoint
+wrk_run "get-sth" ct/v1/get-sth
+wrk_run "get-entries full cached tile (256 entries)" "ct/v1/get-entries?start=0&end=255" \
+    -H "Accept-Encoding: identity"
 tg_stop
 # Every SCT must be in the log (and the log must verify) for the figures to count.
 fsck_out=$("$TG_TEGULA" fsck --url "$(tg_storage $log)" --key "$(tg_pubkey $log)" --scts "$TG_TMP/scts" 2>&1) ||
@@ -77,5 +101,13 @@ if [ "${BENCH_NO_DOC:-0}" != 1 ]; then
     echo "$row" >>"$doc"
     echo "bench: appended to docs/performance.md:"
     echo "$row"
+    {
+        echo
+        echo "Read path, same run ($(nproc) × $cpu_model, wrk -t1 -c64 on the same machine):"
+        echo
+        echo "| date | commit | request | connections | duration | req/s | transfer/s | p99 | non-2xx |"
+        echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        printf '%s' "$read_rows"
+    } >>"$doc"
 fi
 [ $load_status -eq 0 ] || fail "tegula load exited $load_status"
