@@ -13,7 +13,8 @@
     X(mkchain)                  \
     X(fsck)                     \
     X(up)                       \
-    X(submit)
+    X(submit)                   \
+    X(load)
 
 /* Process exit statuses shared by every command. */
 enum {
