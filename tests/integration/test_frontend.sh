@@ -48,15 +48,18 @@ fail() {
 }
 
 # A TCP port nothing listens on (so a batcher or sequencer address there is "down").
-free_port() {
-    while :; do
-        p=$(awk 'BEGIN { srand(); print 20000 + int(rand() * 40000) }')
-        p=$((p + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 97))
-        if ! (ss -ltn 2>/dev/null || true) | grep -q ":$p "; then
-            echo "$p"
-            return
+# free_ports N: N distinct ports below the kernel's ephemeral range (32768+, where outgoing
+# connections take theirs) that no TCP socket uses, local or remote.
+free_ports() {
+    picked=" "
+    while [ "$(echo $picked | wc -w)" -lt "$1" ]; do
+        p=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 12000))
+        case $picked in *" $p "*) continue ;; esac
+        if ! (ss -tan 2>/dev/null || true) | awk '{ print $4; print $5 }' | grep -q ":$p\$"; then
+            picked="$picked$p "
         fi
     done
+    echo $picked
 }
 
 # http METHOD PATH [BODYFILE]: response body in $tmp/body, headers in $tmp/headers, status
@@ -108,11 +111,9 @@ mkdir -p "$tmp/keys"
 "$tegula" keygen -o "$tmp/keys/2026h2.key" >/dev/null 2>>"$tmp/setup.log"
 cp "$tmp/ca/root.pem" "$tmp/roots.pem"
 
-http_port=$(free_port)
-b1=$(free_port)
-b2=$(free_port)
-s1=$(free_port)
-s2=$(free_port)
+# shellcheck disable=SC2046
+set -- $(free_ports 5)
+http_port=$1 b1=$2 b2=$3 s1=$4 s2=$5
 cat >"$tmp/tegula.yaml" <<EOF
 logs:
   - name: 2026h1
