@@ -49,6 +49,9 @@ deps-system:
 
 # Generated headers must exist before anything that may include them compiles.
 $(COMMON_SRC:%.c=$(BUILD)/%.o) $(TEST_HELPER_OBJ): | $(PROTO_C)
+# Tests, processes and tools may include rpc.h, hence the generated protocol header too.
+$(UNIT_SRC:%.c=$(BUILD)/%.o) $(TOOL_SRC:%.c=$(BUILD)/%.o) \
+    $(foreach d,$(ROLE_DIRS),$(patsubst %.c,$(BUILD)/%.o,$(wildcard $(d)/*.c))): | $(PROTO_C)
 
 $(BUILD)/proto/%.pb-c.c $(BUILD)/proto/%.pb-c.h: proto/%.proto
 	@mkdir -p $(dir $@)
