@@ -3,7 +3,7 @@
  * round CASes its new checkpoint against the version it last saw, and the loser stops.
  *
  * Backends by URL scheme: file:///path/to/lockfile (one host: fsync + rename under flock on
- * a sidecar file) today; s3:// (If-Match / If-None-Match conditional PUTs) next.
+ * a sidecar file) and s3:// (If-Match / If-None-Match conditional PUTs on one object).
  * Every function is safe to call from several threads at once on one handle. */
 #ifndef TEGULA_LOCK_H
 #define TEGULA_LOCK_H

@@ -1,6 +1,7 @@
 /* storage: the object store that holds a log's public state (tiles, data tiles, issuers,
  * checkpoint) and the sequencer's staging bundles. One interface, several backends chosen by
- * URL scheme: file:// (a directory on a local or shared file system) today, s3:// next.
+ * URL scheme: file:// (a directory on a local or shared file system) and s3:// (an
+ * S3-compatible bucket: AWS S3, R2, Ceph RGW, MinIO; see s3.h).
  *
  * Keys are relative object names ("tile/0/x001/234", "checkpoint", "issuer/<hex>",
  * "staging/12-<hex>"). Untrusted URL paths reach storage_get through the read path, so every

@@ -14,6 +14,7 @@
 
 #include "base64.h"
 #include "http_server.h"
+#include "lock.h"
 #include "s3.h"
 #include "sha256.h"
 #include "storage.h"
@@ -181,7 +182,12 @@ static void test_canonical_query(void **state)
 typedef struct scripted {
     http_server *server;
     char url[256]; /* an s3:// URL for the server */
+    uint16_t port;
     pthread_mutex_t lock;
+    /* /bkt/flaky-lock: one object whose every successful write is answered with 500, as if
+     * the answer had been lost on the way back. */
+    buffer lock_content;
+    int lock_version; /* 0: absent */
     struct {
         char path[128];
         int count;
@@ -208,6 +214,40 @@ static int count_path(scripted *s, const char *path)
     return n;
 }
 
+static void handle_flaky_lock(scripted *s, http_request *req)
+{
+    const char *method = http_request_method(req);
+    char etag[32];
+    pthread_mutex_lock(&s->lock);
+    snprintf(etag, sizeof etag, "\"v%d\"", s->lock_version);
+    if (strcmp(method, "GET") == 0) {
+        if (s->lock_version == 0) {
+            pthread_mutex_unlock(&s->lock);
+            http_respond_text(req, 404, "<Error><Code>NoSuchKey</Code></Error>");
+            return;
+        }
+        const http_header headers[] = {{"ETag", etag}, {NULL, NULL}};
+        http_respond(req, 200, headers, s->lock_content.data, s->lock_content.len);
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
+    const char *if_match = http_request_header(req, "If-Match");
+    const char *if_none_match = http_request_header(req, "If-None-Match");
+    bool allowed = if_none_match ? s->lock_version == 0
+                                 : if_match && s->lock_version > 0 &&
+                                       strncmp(etag + 1, if_match, strlen(etag) - 2) == 0 &&
+                                       strlen(if_match) == strlen(etag) - 2;
+    if (allowed) {
+        size_t len;
+        const uint8_t *body = http_request_body(req, &len);
+        buffer_reset(&s->lock_content);
+        buffer_append(&s->lock_content, body, len);
+        s->lock_version++;
+    }
+    pthread_mutex_unlock(&s->lock);
+    http_respond_text(req, allowed ? 500 : 412, allowed ? "lost answer" : "precondition");
+}
+
 /* Paths below /bkt/:
  *   echo/...            200 with a description of the request
  *   fail/CODE/N/...     CODE for the first N requests to the path, then 200 (N=99: always)
@@ -222,6 +262,10 @@ static void handle_scripted(http_request *req, void *ctx)
         return;
     }
     const char *rest = path + 5;
+    if (strcmp(rest, "flaky-lock") == 0) {
+        handle_flaky_lock(s, req);
+        return;
+    }
     size_t body_len;
     const uint8_t *body = http_request_body(req, &body_len);
     if (strncmp(rest, "echo/", 5) == 0) {
@@ -291,9 +335,9 @@ static int scripted_setup(void **state)
     error err = {{0}};
     s->server = http_server_start(&cfg, &err);
     assert_non_null(s->server);
+    s->port = http_server_port(s->server);
     snprintf(s->url, sizeof s->url,
-             "s3://bkt?endpoint=http://127.0.0.1:%u&region=test-1&retry_time_ms=2000",
-             http_server_port(s->server));
+             "s3://bkt?endpoint=http://127.0.0.1:%u&region=test-1&retry_time_ms=2000", s->port);
     *state = s;
     return 0;
 }
@@ -303,6 +347,7 @@ static int scripted_teardown(void **state)
     scripted *s = *state;
     http_server_stop(s->server);
     pthread_mutex_destroy(&s->lock);
+    buffer_free(&s->lock_content);
     free(s);
     return 0;
 }
@@ -581,6 +626,43 @@ static void test_parallel_batches_reuse_connections(void **state)
     s3_client_free(c);
 }
 
+static void test_lock_write_whose_answer_was_lost(void **state)
+{
+    scripted *s = *state;
+    set_test_credentials();
+    char url[300];
+    snprintf(url, sizeof url, "s3://bkt/flaky-lock?endpoint=http://127.0.0.1:%u", s->port);
+    error err = {{0}};
+    lock *l = lock_open(url, &err);
+    assert_non_null(l);
+    char version[LOCK_VERSION_MAX], next[LOCK_VERSION_MAX];
+    buffer got = {0};
+
+    assert_int_equal(lock_read(l, &got, version, &err), LOCK_NOT_FOUND);
+    assert_int_equal(lock_cas(l, "v0", "x", 1, NULL, &err), LOCK_NOT_FOUND);
+    /* The create landed, its answer was a 500; the retry is refused (the object exists), and
+     * reading back finds our bytes: success, with the stored version. */
+    assert_int_equal(lock_create(l, "first", 5, version, &err), LOCK_OK);
+    assert_string_equal(version, "v1");
+    /* The same for compare-and-swap: the retry's If-Match fails against our own write. */
+    assert_int_equal(lock_cas(l, version, "second", 6, next, &err), LOCK_OK);
+    assert_string_equal(next, "v2");
+    assert_int_equal(lock_read(l, &got, version, &err), LOCK_OK);
+    assert_int_equal(got.len, 6);
+    assert_memory_equal(got.data, "second", 6);
+    /* A refusal on the first attempt is a real conflict, even with identical bytes. */
+    assert_int_equal(lock_cas(l, "v1", "third", 5, NULL, &err), LOCK_CONFLICT);
+    assert_non_null(strstr(err.msg, "changed: expected version v1, found v2"));
+    assert_int_equal(lock_cas(l, "v1", "second", 6, NULL, &err), LOCK_CONFLICT);
+    assert_int_equal(lock_create(l, "second", 6, NULL, &err), LOCK_CONFLICT);
+    assert_non_null(strstr(err.msg, "already exists"));
+    /* Versions that cannot be ETags are conflicts without a request. */
+    assert_int_equal(lock_cas(l, "v2\"", "x", 1, NULL, &err), LOCK_CONFLICT);
+    assert_int_equal(lock_cas(l, "v 2", "x", 1, NULL, &err), LOCK_CONFLICT);
+    buffer_free(&got);
+    lock_close(l);
+}
+
 /* ---- online: a real S3 server (TEGULA_TEST_S3_URL) ---- */
 
 static const char *real_url(void)
@@ -774,6 +856,33 @@ static void test_real_wrong_credentials(void **state)
     }
 }
 
+static void test_real_missing_bucket(void **state)
+{
+    (void)state;
+    if (!real_url())
+        skip();
+    /* A missing bucket is a configuration error, never an empty log. */
+    const char *url = real_url();
+    const char *q = strchr(url, '?');
+    char other[1024];
+    snprintf(other, sizeof other, "s3://tegula-no-such-bucket/x%s", q ? q : "");
+    error err = {{0}};
+    storage *st = storage_open(other, &err);
+    assert_non_null(st);
+    buffer got = {0};
+    assert_int_equal(storage_get(st, "checkpoint", 100, &got, &err), STORAGE_ERROR);
+    assert_non_null(strstr(err.msg, "NoSuchBucket"));
+    assert_int_equal(storage_put(st, "checkpoint", "x", 1, NULL, &err), STORAGE_ERROR);
+    assert_int_equal(storage_delete(st, "checkpoint", &err), STORAGE_ERROR);
+    storage_close(st);
+    lock *l = lock_open(other, &err);
+    assert_non_null(l);
+    assert_int_equal(lock_read(l, &got, NULL, &err), LOCK_ERROR);
+    assert_non_null(strstr(err.msg, "NoSuchBucket"));
+    lock_close(l);
+    buffer_free(&got);
+}
+
 static void upload_many(const char *url, const char *label, size_t count, size_t size)
 {
     error err = {{0}};
@@ -927,9 +1036,11 @@ int main(void)
         cmocka_unit_test(test_unreachable_endpoint),
         SCRIPTED(test_response_limits),
         SCRIPTED(test_parallel_batches_reuse_connections),
+        SCRIPTED(test_lock_write_whose_answer_was_lost),
         cmocka_unit_test(test_real_metadata),
         cmocka_unit_test(test_real_list),
         cmocka_unit_test(test_real_wrong_credentials),
+        cmocka_unit_test(test_real_missing_bucket),
         cmocka_unit_test(test_real_parallel_vs_serial_uploads),
         cmocka_unit_test(test_real_outage),
     };
