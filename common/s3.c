@@ -866,8 +866,8 @@ static size_t on_body(char *data, size_t size, size_t count, void *ctx)
             return 0;
         return len;
     }
-    if (len > t->request->max_response_bytes - r->body.len ||
-        r->body.len > t->request->max_response_bytes) {
+    size_t max = t->request->max_response_bytes;
+    if (r->body.len > max || len > max - r->body.len) {
         r->too_large = true;
         return 0;
     }
@@ -1071,11 +1071,6 @@ static int perform(s3_client *c, const s3_request *requests, s3_response *respon
             break;
         while (first_waiting < count && transfers[first_waiting].state == FINISHED)
             first_waiting++;
-        /* Look for waiting transfers' wake-up times even when all connections are busy. */
-        for (size_t i = first_waiting; i < count; i++)
-            if (transfers[i].state == WAITING && transfers[i].not_before_ms < next_wake)
-                next_wake = transfers[i].not_before_ms;
-
         int still_running = 0;
         curl_multi_perform(s->multi, &still_running);
         CURLMsg *msg;
@@ -1099,8 +1094,19 @@ static int perform(s3_client *c, const s3_request *requests, s3_response *respon
         }
         if (finished == count)
             break;
+        /* Sleep until a retry falls due or a transfer makes progress; not at all when a
+         * transfer could start now on a free connection. */
         now = monotonic_ms();
-        int wait_ms = next_wake > now ? (int)(next_wake - now) : 0;
+        bool startable = false;
+        for (size_t i = first_waiting; i < count; i++) {
+            if (transfers[i].state != WAITING)
+                continue;
+            if (transfers[i].not_before_ms <= now)
+                startable |= running < c->connections;
+            else if (transfers[i].not_before_ms < next_wake)
+                next_wake = transfers[i].not_before_ms;
+        }
+        int wait_ms = startable ? 0 : next_wake > now ? (int)(next_wake - now) : 0;
         if (wait_ms > 1000)
             wait_ms = 1000;
         if (running > 0) {
