@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -883,8 +884,8 @@ static int parse_logs(walker *w, const yaml_node_t *node, config *cfg)
 static int parse_frontend(walker *w, const yaml_node_t *node, config_frontend *fe)
 {
     static const char *const keys[] = {"listen", "workers", "max_body_bytes", "submit_timeout_ms",
-                                       "read_path"};
-    const yaml_node_t *v[5];
+                                       "read_path", "index_dir"};
+    const yaml_node_t *v[6];
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     uint32_t default_workers = cpus < 1 ? 1 : cpus > 64 ? 64 : (uint32_t)cpus;
     fe->read_path = true;
@@ -893,9 +894,10 @@ static int parse_frontend(walker *w, const yaml_node_t *node, config_frontend *f
         fe->max_body_bytes = 512 * 1024;
         fe->submit_timeout_ms = 15000;
         fe->listen = strdup("127.0.0.1:8080");
-        return fe->listen ? 0 : error_set(w->err, "%s: out of memory", w->file);
+        fe->index_dir = path_join(w->dir, "data/frontend");
+        return fe->listen && fe->index_dir ? 0 : error_set(w->err, "%s: out of memory", w->file);
     }
-    if (mapping_collect(w, node, "frontend", keys, 5, v) != 0)
+    if (mapping_collect(w, node, "frontend", keys, 6, v) != 0)
         return -1;
     if (v[0]) {
         if (get_host_port(w, v[0], "frontend.listen", false, 0, &fe->listen) != 0)
@@ -911,6 +913,10 @@ static int parse_frontend(walker *w, const yaml_node_t *node, config_frontend *f
         return -1;
     if (v[4] && get_bool(w, v[4], "frontend.read_path", &fe->read_path) != 0)
         return -1;
+    if (v[5])
+        return get_path(w, v[5], "frontend.index_dir", &fe->index_dir);
+    if (!(fe->index_dir = path_join(w->dir, "data/frontend")))
+        return fail_at(w, node_line(node), "frontend", "out of memory");
     return 0;
 }
 
@@ -998,11 +1004,102 @@ static int parse_metrics(walker *w, const yaml_node_t *node, config_metrics *m)
     return 0;
 }
 
+/* A CTile proxy path prefix: "/name/" with [A-Za-z0-9._-] segments. */
+static bool url_path_prefix_valid(const char *p)
+{
+    size_t n = strlen(p);
+    if (n < 2 || n > 256 || p[0] != '/' || p[n - 1] != '/' || strstr(p, "//"))
+        return false;
+    for (const char *c = p; *c; c++)
+        if (!(isalnum((unsigned char)*c) || *c == '/' || *c == '.' || *c == '_' || *c == '-'))
+            return false;
+    return strstr(p, "/./") == NULL && strstr(p, "/../") == NULL;
+}
+
+static int parse_ctile_entry(walker *w, const yaml_node_t *node, const char *field,
+                             config_ctile *ct)
+{
+    enum { C_PREFIX, C_UPSTREAM, C_TILE_SIZE, C_CACHE, C_PARTIAL, C_STH, C_TIMEOUT, C_COUNT };
+    static const char *const keys[C_COUNT] = {"prefix", "upstream", "tile_size", "cache",
+                                              "partial_max_age_s", "sth_max_age_s",
+                                              "upstream_timeout_ms"};
+    const yaml_node_t *v[C_COUNT];
+    if (mapping_collect(w, node, field, keys, C_COUNT, v) != 0)
+        return -1;
+    char path[96];
+    for (int k = C_PREFIX; k <= C_UPSTREAM; k++)
+        if (!v[k])
+            return fail_missing(w, node, field, keys[k]);
+    if (!v[C_CACHE])
+        return fail_missing(w, node, field, "cache");
+    snprintf(path, sizeof path, "%s.prefix", field);
+    if (get_string(w, v[C_PREFIX], path, false, &ct->prefix) != 0)
+        return -1;
+    if (!url_path_prefix_valid(ct->prefix))
+        return fail_at(w, node_line(v[C_PREFIX]), path,
+                       "must be a URL path like /oak2026h1/ (starts and ends with '/')");
+    snprintf(path, sizeof path, "%s.upstream", field);
+    if (get_http_prefix(w, v[C_UPSTREAM], path, &ct->upstream, NULL, NULL) != 0)
+        return -1;
+    snprintf(path, sizeof path, "%s.cache", field);
+    if (get_store_url(w, v[C_CACHE], path, &ct->cache) != 0)
+        return -1;
+    return get_uint_default(w, v[C_TILE_SIZE], field, "tile_size", 1, 4096, 256,
+                            &ct->tile_size) ||
+           get_uint_default(w, v[C_PARTIAL], field, "partial_max_age_s", 1, 60, 60,
+                            &ct->partial_max_age_s) ||
+           get_uint_default(w, v[C_STH], field, "sth_max_age_s", 1, 60, 60, &ct->sth_max_age_s) ||
+           get_uint_default(w, v[C_TIMEOUT], field, "upstream_timeout_ms", 100, 600000, 10000,
+                            &ct->upstream_timeout_ms)
+               ? -1
+               : 0;
+}
+
+/* Optional list of CTile proxies; their prefixes may not overlap a log's path or each other. */
+static int parse_ctiles(walker *w, const yaml_node_t *node, config *cfg)
+{
+    if (!node)
+        return 0;
+    if (node->type != YAML_SEQUENCE_NODE)
+        return fail_type(w, node, "ctile", "a list of proxies");
+    size_t count = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+    if (count > CONFIG_MAX_LOGS)
+        return fail_at(w, node_line(node), "ctile", "at most %d proxies", CONFIG_MAX_LOGS);
+    cfg->ctiles = calloc(count ? count : 1, sizeof cfg->ctiles[0]);
+    if (!cfg->ctiles)
+        return fail_at(w, node_line(node), "ctile", "out of memory");
+    for (size_t i = 0; i < count; i++) {
+        const yaml_node_t *item =
+            yaml_document_get_node(w->doc, node->data.sequence.items.start[i]);
+        char field[32];
+        snprintf(field, sizeof field, "ctile[%zu]", i);
+        cfg->ctile_count = i + 1;
+        if (!item)
+            return fail_at(w, node_line(node), field, "malformed list");
+        if (parse_ctile_entry(w, item, field, &cfg->ctiles[i]) != 0)
+            return -1;
+        const char *p = cfg->ctiles[i].prefix;
+        for (size_t j = 0; j < cfg->log_count; j++) {
+            const char *q = cfg->logs[j].path_prefix;
+            if (strncmp(p, q, strlen(p)) == 0 || strncmp(q, p, strlen(q)) == 0)
+                return fail_at(w, node_line(item), field, "prefix %s overlaps log %s (%s)", p,
+                               cfg->logs[j].name, q);
+        }
+        for (size_t j = 0; j < i; j++) {
+            const char *q = cfg->ctiles[j].prefix;
+            if (strncmp(p, q, strlen(p)) == 0 || strncmp(q, p, strlen(q)) == 0)
+                return fail_at(w, node_line(item), field, "prefix %s overlaps ctile[%zu]", p, j);
+        }
+    }
+    return 0;
+}
+
 static int parse_root(walker *w, const yaml_node_t *root, config *cfg)
 {
-    enum { R_LOGS, R_FRONTEND, R_BATCHERS, R_SEQUENCER, R_METRICS, R_LOG_LEVEL, R_COUNT };
-    static const char *const keys[R_COUNT] = {"logs",    "frontend", "batchers",
-                                              "sequencer", "metrics", "log_level"};
+    enum { R_LOGS, R_FRONTEND, R_BATCHERS, R_SEQUENCER, R_METRICS, R_LOG_LEVEL, R_CTILE,
+           R_COUNT };
+    static const char *const keys[R_COUNT] = {"logs",    "frontend", "batchers", "sequencer",
+                                              "metrics", "log_level", "ctile"};
     const yaml_node_t *v[R_COUNT];
     if (root->type != YAML_MAPPING_NODE) {
         char got[64];
@@ -1021,7 +1118,8 @@ static int parse_root(walker *w, const yaml_node_t *root, config *cfg)
         return fail_missing(w, root, "", "batchers");
     if (parse_batchers(w, v[R_BATCHERS], &cfg->batchers) != 0 ||
         parse_sequencer(w, v[R_SEQUENCER], &cfg->sequencer) != 0 ||
-        parse_metrics(w, v[R_METRICS], &cfg->metrics) != 0)
+        parse_metrics(w, v[R_METRICS], &cfg->metrics) != 0 ||
+        parse_ctiles(w, v[R_CTILE], cfg) != 0)
         return -1;
     cfg->log_level = LOG_INFO;
     if (v[R_LOG_LEVEL]) {
@@ -1191,6 +1289,13 @@ void config_free(config *cfg)
     free(cfg->batchers.dns);
     free(cfg->batchers.db);
     free(cfg->sequencer.data_dir);
+    free(cfg->frontend.index_dir);
+    for (size_t i = 0; i < cfg->ctile_count; i++) {
+        free(cfg->ctiles[i].prefix);
+        free(cfg->ctiles[i].upstream);
+        free(cfg->ctiles[i].cache);
+    }
+    free(cfg->ctiles);
     free(cfg->path);
     free(cfg->dir);
     free(cfg);

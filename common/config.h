@@ -61,6 +61,8 @@ typedef struct config_frontend {
     uint32_t max_body_bytes;    /* default 512 KiB */
     uint32_t submit_timeout_ms; /* default 15000 */
     bool read_path;             /* serve monitoring endpoints from storage, default true */
+    char *index_dir;            /* leaf-hash index (get-proof-by-hash), one RocksDB per log;
+                                   default data/frontend */
 } config_frontend;
 
 typedef struct config_batchers {
@@ -84,6 +86,17 @@ typedef struct config_metrics {
     bool enabled; /* default true */
 } config_metrics;
 
+/* A CTile caching proxy in front of a legacy RFC 6962 log (the frontend serves it). */
+typedef struct config_ctile {
+    char *prefix;                  /* local URL path, e.g. "/oak2026h1/" */
+    char *upstream;                /* the upstream log's URL prefix (ct/v1/... lives under it) */
+    char *cache;                   /* storage URL for full tiles */
+    uint32_t tile_size;            /* entries per tile, default 256 */
+    uint32_t partial_max_age_s;    /* partial tiles kept at most this long, 1..60, default 60 */
+    uint32_t sth_max_age_s;        /* get-sth cached this long, 1..60, default 60 */
+    uint32_t upstream_timeout_ms;  /* default 10000 */
+} config_ctile;
+
 typedef struct config {
     char *path; /* the file as given to config_load */
     char *dir;  /* absolute directory relative paths were resolved against */
@@ -94,6 +107,8 @@ typedef struct config {
     config_sequencer sequencer;
     config_metrics metrics;
     log_level log_level; /* default LOG_INFO */
+    config_ctile *ctiles; /* optional `ctile:` list */
+    size_t ctile_count;
 } config;
 
 /* Reads and validates a config file. Returns NULL with err set (FILE:LINE: ...) on failure. */

@@ -1,4 +1,7 @@
 #include "frontend.h"
+#include "readserve.h"
+
+#include "ctile.h"
 
 #include <inttypes.h>
 #include <stdatomic.h>
@@ -98,6 +101,7 @@ enum { ROUTE_ADD_CHAIN, ROUTE_ADD_PRE_CHAIN, ROUTE_GET_ROOTS, ROUTE_LOGV3, ROUTE
 
 struct frontend_log {
     log_state state;
+    readserve *reader; /* NULL when frontend.read_path is off */
     http_router *router;
     log_route routes[ROUTE_COUNT];
 };
@@ -120,6 +124,8 @@ struct frontend {
     http_router *router;
     http_server *server;
     process_route proc[PROC_COUNT];
+    ctile_proxy **ctiles; /* one per `ctile:` entry */
+    size_t ctile_count;
 
     metrics_counter *outcomes[8];
     metrics_gauge *batchers_known, *batchers_live, *sequencers_live, *ready_gauge;
@@ -524,7 +530,8 @@ static int log_routes_build(frontend *fe, frontend_log *fl, error *err)
                      &fl->routes[table[i].route], err) != 0)
             return -1;
     }
-    /* The read path (checkpoint, tiles, issuers) will add its routes here, before this. */
+    if (fl->reader && readserve_add_routes(fl->reader, fl->router, prefix, err) != 0)
+        return -1;
     snprintf(path, sizeof path, "%s*", prefix);
     return add_route(fl->router, NULL, path, handle_log_404, &fl->routes[ROUTE_OTHER], err);
 }
@@ -619,9 +626,39 @@ static int top_router_build(frontend *fe, error *err)
         rc = add_route(fe->router, NULL, path, http_router_handle, sorted[i]->router, err);
     }
     free(sorted);
+    /* CTile prefixes never overlap a log's (the config checks it), so order is free. */
+    for (size_t i = 0; i < fe->ctile_count && rc == 0; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s*", fe->cfg->ctiles[i].prefix);
+        rc = add_route(fe->router, NULL, path, ctile_handle, fe->ctiles[i], err);
+    }
     if (rc != 0)
         return -1;
     return add_route(fe->router, NULL, "*", handle_proc_404, &fe->proc[PROC_OTHER], err);
+}
+
+/* The CTile proxies of the `ctile:` section, each fronting a legacy RFC 6962 log. */
+static int ctiles_open(frontend *fe, error *err)
+{
+    fe->ctiles = calloc(fe->cfg->ctile_count ? fe->cfg->ctile_count : 1, sizeof *fe->ctiles);
+    if (!fe->ctiles)
+        return error_set(err, "out of memory");
+    for (size_t i = 0; i < fe->cfg->ctile_count; i++) {
+        const config_ctile *c = &fe->cfg->ctiles[i];
+        ctile_config cc = {
+            .prefix = c->prefix,
+            .upstream_url = c->upstream,
+            .cache_url = c->cache,
+            .tile_size = c->tile_size,
+            .partial_max_age_s = c->partial_max_age_s,
+            .sth_max_age_s = c->sth_max_age_s,
+            .upstream_timeout_ms = c->upstream_timeout_ms,
+        };
+        if (!(fe->ctiles[i] = ctile_proxy_new(&cc, err)))
+            return error_wrap(err, "ctile %s", c->prefix);
+        fe->ctile_count = i + 1;
+    }
+    return 0;
 }
 
 static void frontend_free(frontend *fe)
@@ -634,9 +671,13 @@ static void frontend_free(frontend *fe)
         http_server_stop(fe->server);
     health_stop(fe->health);
     batcher_pool_free(fe->pool);
+    for (size_t i = 0; i < fe->ctile_count; i++)
+        ctile_proxy_free(fe->ctiles[i]);
+    free(fe->ctiles);
     http_router_free(fe->router);
     for (size_t i = 0; fe->logs && i < fe->log_count; i++) {
         http_router_free(fe->logs[i].router);
+        readserve_close(fe->logs[i].reader);
         log_state_close(&fe->logs[i].state);
     }
     free(fe->logs);
@@ -670,6 +711,13 @@ frontend *frontend_start(const config *cfg, const frontend_options *opts, error 
             fe->log_count = i;
             goto fail;
         }
+        if (cfg->frontend.read_path &&
+            !(fe->logs[i].reader = readserve_open(cfg, &cfg->logs[i],
+                                                  log_signer_public_key(fe->logs[i].state.signer),
+                                                  err))) {
+            fe->log_count = i + 1;
+            goto fail;
+        }
     }
     if (cfg->metrics.enabled) {
         fe->registry = metrics_registry_new();
@@ -683,6 +731,8 @@ frontend *frontend_start(const config *cfg, const frontend_options *opts, error 
     for (size_t i = 0; i < fe->log_count; i++)
         if (log_routes_build(fe, &fe->logs[i], err) != 0)
             goto fail;
+    if (ctiles_open(fe, err) != 0)
+        goto fail;
     if (top_router_build(fe, err) != 0)
         goto fail;
 

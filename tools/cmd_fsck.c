@@ -25,6 +25,7 @@
 #include "sha256.h"
 #include "tiles.h"
 #include "keys.h"
+#include "load_sct.h"
 #include "note.h"
 
 #define MAX_REPORTED_ERRORS 20
@@ -42,6 +43,7 @@ typedef struct fsck {
     uint8_t (*issuers)[32];
     size_t issuer_count, issuer_cap;
     buffer scratch;
+    sct_list *scts;          /* --scts: SCTs that must be in the log at their index */
 } fsck;
 
 static void report(fsck *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -222,6 +224,13 @@ static void check_data_tile(fsck *f, uint64_t tile_index, unsigned width,
             report(f, "%s: entry %zu carries leaf_index %" PRIu64 ", expected %" PRIu64, path,
                    *count, e.leaf_index, index);
         ct_leaf_hash(&e, hashes[*count]);
+        if (f->scts) {
+            error serr = {{0}};
+            for (size_t bad = sct_list_check_entry(f->scts, index, e.timestamp, hashes[*count],
+                                                   &serr);
+                 bad > 0; bad--)
+                report(f, "%s", serr.msg);
+        }
         if (e.entry_type == CT_ENTRY_PRECERT)
             check_precert(f, &e);
         if (!f->kat)
@@ -311,16 +320,18 @@ static int run(const tool_command *self, int argc, char **argv)
     static const struct option options[] = {
         {"url", required_argument, NULL, 'u'}, {"key", required_argument, NULL, 'k'},
         {"origin", required_argument, NULL, 'o'}, {"kat", required_argument, NULL, 'K'},
+        {"scts", required_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
-    const char *url = NULL, *key = NULL, *origin = NULL, *kat = NULL;
+    const char *url = NULL, *key = NULL, *origin = NULL, *kat = NULL, *scts = NULL;
     int opt;
-    while ((opt = getopt_long(argc, argv, ":u:k:o:K:h", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":u:k:o:K:S:h", options, NULL)) != -1) {
         switch (opt) {
         case 'u': url = optarg; break;
         case 'k': key = optarg; break;
         case 'o': origin = optarg; break;
         case 'K': kat = optarg; break;
+        case 'S': scts = optarg; break;
         case 'h': tool_print_help(self, stdout); return TOOL_EXIT_OK;
         default: return tool_bad_option(self, opt, argv);
         }
@@ -341,9 +352,18 @@ static int run(const tool_command *self, int argc, char **argv)
         f.kat = true;
     }
     error err = {{0}};
+    sct_list sct_list_storage;
+    if (scts) {
+        if (sct_list_load(&sct_list_storage, scts, &err) != 0)
+            return tool_fail(self, "%s", err.msg);
+        f.scts = &sct_list_storage;
+    }
     f.src = log_source_open(url, &err);
-    if (!f.src)
+    if (!f.src) {
+        if (f.scts)
+            sct_list_free(f.scts);
         return tool_fail(self, "%s", err.msg);
+    }
     uint8_t want_root[MERKLE_HASH_LEN], root[MERKLE_HASH_LEN];
     int rc = 0;
     if (!f.kat) {
@@ -355,6 +375,18 @@ static int run(const tool_command *self, int argc, char **argv)
         f.errors++;
     if (rc == 0 && !f.kat && f.size > 0 && memcmp(root, want_root, sizeof root) != 0)
         report(&f, "the entries' root differs from the checkpoint's root");
+    if (f.scts) {
+        uint64_t first = 0;
+        size_t missing = sct_list_missing(f.scts, &first);
+        if (missing)
+            report(&f, "%zu SCTs are not in the checked log (first: leaf index %" PRIu64
+                       ", tree size %" PRIu64 ")",
+                   missing, first, f.size);
+        else if (f.errors == 0)
+            printf("fsck: all %zu SCTs found at their leaf index with their timestamp\n",
+                   f.scts->count);
+        sct_list_free(f.scts);
+    }
 
     char root_b64[64] = "";
     if (f.size > 0 && f.errors == 0)
@@ -377,6 +409,7 @@ const tool_command command_fsck = {
     .name = "fsck",
     .summary = "verify a whole static-ct log from its monitoring URL or directory",
     .synopsis = "Usage: tegula fsck --url URL|DIR --key PUBKEY.pem [--origin ORIGIN]\n"
+                "                   [--scts FILE]\n"
                 "       tegula fsck --url URL|DIR --kat N",
     .details =
         "\n"
@@ -397,6 +430,9 @@ const tool_command command_fsck = {
         "  --url URL|DIR   monitoring prefix (http:// or https://) or a storage directory\n"
         "  --key FILE      the log's public key (PEM); required without --kat\n"
         "  --origin NAME   expected checkpoint origin\n"
-        "  --kat N         known-answer check of N entries without a checkpoint\n",
+        "  --kat N         known-answer check of N entries without a checkpoint\n"
+        "  --scts FILE     also require every SCT listed (`tegula load --out-scts`: lines\n"
+        "                  \"<leaf_index> <timestamp> <hex leaf hash>\") to be in the log at\n"
+        "                  its index with its timestamp and leaf hash\n",
     .run = run,
 };

@@ -11,7 +11,10 @@
 #define TEGULA_COMMAND_TABLE(X) \
     X(keygen)                   \
     X(mkchain)                  \
-    X(fsck)
+    X(fsck)                     \
+    X(up)                       \
+    X(submit)                   \
+    X(load)
 
 /* Process exit statuses shared by every command. */
 enum {

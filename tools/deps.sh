@@ -9,7 +9,7 @@ PACKAGES="build-essential pkg-config
 libuv1-dev libnng-dev libssl-dev librocksdb-dev libcurl4-openssl-dev
 libprotobuf-c-dev protobuf-c-compiler libhttp-parser-dev libjansson-dev
 libyaml-dev zlib1g-dev libcmocka-dev
-curl openssl ca-certificates procps psmisc certspotter jq"
+curl openssl ca-certificates procps psmisc certspotter jq wrk"
 
 # The S3 system tests run Ceph's RADOS Gateway on a one-node cluster (monitor + OSD);
 # ceph-mgr is not needed. See tests/system/s3-server.sh.

@@ -261,7 +261,8 @@ check "get-roots lists the root; log.v3.json has each log's LogID, key, URLs, wi
 
 echo "== 404 and 405"
 expect 404 "not found" GET /nowhere
-expect 404 "not found" GET /2026h1/ct/v1/get-sth
+expect 404 "not found" GET /2026h1/ct/v1/get-nothing
+expect 503 "no verified checkpoint" GET /2026h1/ct/v1/get-sth
 expect 404 "not found" POST /2027h1/ct/v1/add-chain "$tmp/h1-leaf.json"
 expect 405 "method not allowed" GET /2026h1/ct/v1/add-chain
 header_is Allow POST

@@ -167,7 +167,64 @@ static void test_defaults(void **state)
     assert_string_equal(cfg->batchers.db, want);
     snprintf(want, sizeof want, "%s/data/sequencer", dir);
     assert_string_equal(cfg->sequencer.data_dir, want);
+    snprintf(want, sizeof want, "%s/data/frontend", dir);
+    assert_string_equal(cfg->frontend.index_dir, want);
+    assert_int_equal(cfg->ctile_count, 0);
     config_free(cfg);
+}
+
+static void test_ctile_proxies(void **state)
+{
+    (void)state;
+    error err = {{0}};
+    config *cfg = load_text("config_ctile",
+                            "logs:\n" LOG_A BATCHERS_DNS
+                            "ctile:\n"
+                            "  - prefix: /oak2026h1/\n"
+                            "    upstream: https://oak.example/2026h1/\n"
+                            "    cache: file:///c/oak\n"
+                            "  - prefix: /elm/\n"
+                            "    upstream: http://127.0.0.1:9/elm/\n"
+                            "    cache: file:///c/elm\n"
+                            "    tile_size: 1000\n"
+                            "    partial_max_age_s: 5\n"
+                            "    sth_max_age_s: 7\n"
+                            "    upstream_timeout_ms: 2500\n",
+                            &err);
+    if (!cfg)
+        fail_msg("%s", err.msg);
+    assert_int_equal(cfg->ctile_count, 2);
+    assert_string_equal(cfg->ctiles[0].prefix, "/oak2026h1/");
+    assert_string_equal(cfg->ctiles[0].upstream, "https://oak.example/2026h1/");
+    assert_string_equal(cfg->ctiles[0].cache, "file:///c/oak");
+    assert_int_equal(cfg->ctiles[0].tile_size, 256);
+    assert_int_equal(cfg->ctiles[0].partial_max_age_s, 60);
+    assert_int_equal(cfg->ctiles[0].sth_max_age_s, 60);
+    assert_int_equal(cfg->ctiles[0].upstream_timeout_ms, 10000);
+    assert_int_equal(cfg->ctiles[1].tile_size, 1000);
+    assert_int_equal(cfg->ctiles[1].partial_max_age_s, 5);
+    assert_int_equal(cfg->ctiles[1].sth_max_age_s, 7);
+    assert_int_equal(cfg->ctiles[1].upstream_timeout_ms, 2500);
+    config_free(cfg);
+
+#define CT(body) "logs:\n" LOG_A BATCHERS_DNS "ctile:\n" body
+    expect_error(CT("  - prefix: /a/\n    upstream: http://u/\n    cache: file:///c\n"),
+                 "14: field ctile[0]: prefix /a/ overlaps log a (/a/)");
+    expect_error(CT("  - prefix: oak\n    upstream: http://u/\n    cache: file:///c\n"),
+                 "14: field ctile[0].prefix: must be a URL path like /oak2026h1/ (starts and "
+                 "ends with '/')");
+    expect_error(CT("  - prefix: /o/../x/\n    upstream: http://u/\n    cache: file:///c\n"),
+                 "14: field ctile[0].prefix: must be a URL path like /oak2026h1/ (starts and "
+                 "ends with '/')");
+    expect_error(CT("  - prefix: /o/\n    cache: file:///c\n"),
+                 "14: field ctile[0].upstream: missing (required)");
+    expect_error(CT("  - prefix: /o/\n    upstream: http://u/\n    cache: file:///c\n"
+                    "    partial_max_age_s: 61\n"),
+                 "17: field ctile[0].partial_max_age_s: 61 is out of range 1..60");
+    expect_error(CT("  - prefix: /o/\n    upstream: http://u/\n    cache: file:///c\n"
+                    "  - prefix: /o/p/\n    upstream: http://u/\n    cache: file:///d\n"),
+                 "17: field ctile[1]: prefix /o/p/ overlaps ctile[0]");
+#undef CT
 }
 
 static void test_non_default_values(void **state)
@@ -704,6 +761,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_example_config_loads_every_field),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_ctile_proxies),
         cmocka_unit_test(test_non_default_values),
         cmocka_unit_test(test_relative_paths_resolve_against_config_dir),
         cmocka_unit_test(test_lookups),

@@ -685,7 +685,7 @@ static void test_http_errors(void **state)
     post(fx, "/healthz", &body, &r);
     assert_int_equal(r.status, 405);
     http_result_free(&r);
-    get(fx, "/wide/ct/v1/get-sth", &r);
+    get(fx, "/wide/ct/v1/get-nothing", &r);
     assert_int_equal(r.status, 404);
     http_result_free(&r);
     get(fx, "/nowhere", &r);
