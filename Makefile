@@ -35,13 +35,17 @@ TEST_HELPER_OBJ := $(TEST_HELPER:%.c=$(BUILD)/%.o)
 # Test objects are intermediates of a pattern chain; keep them so rebuilds stay incremental.
 .SECONDARY:
 
-.PHONY: all deps test unit integration system asan bench run clean check-tests
+.PHONY: all deps deps-system test unit integration system asan bench run clean check-tests
 .DEFAULT_GOAL := all
 
 all: $(LIB) $(ROLE_BINS) $(TOOL_BIN) $(UNIT_BINS)
 
 deps:
 	@./tools/deps.sh
+
+# The base set plus a private Ceph RGW for tests/system (radosgw, ceph-mon, ceph-osd).
+deps-system:
+	@./tools/deps.sh system
 
 # Generated headers must exist before anything that may include them compiles.
 $(COMMON_SRC:%.c=$(BUILD)/%.o) $(TEST_HELPER_OBJ): | $(PROTO_C)
@@ -98,15 +102,23 @@ unit: all
 integration: all
 	@./tests/integration/run.sh $(BUILD)
 
-test: deps
+# System tests against a real S3 server (Ceph RGW on 127.0.0.1, started and stopped by
+# tests/system/run.sh).
+system: deps-system
+	@$(MAKE) --no-print-directory all
+	@./tests/system/run.sh $(BUILD)
+
+test: deps-system
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit integration
+	@./tests/system/run.sh $(BUILD)
 
 # The same tests with AddressSanitizer and UndefinedBehaviorSanitizer, in build-asan/.
-asan: deps
+asan: deps-system
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
 	    all unit integration
+	@./tests/system/run.sh build-asan
 
 bench: deps
 	@$(MAKE) --no-print-directory all

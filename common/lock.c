@@ -16,7 +16,7 @@ lock *lock_open(const char *url, error *err)
         return lock_file_open(path, err);
     }
     if (strncmp(url, "s3://", 5) == 0)
-        return error_set(err, "lock URL %s: the s3:// backend is not built yet", url), NULL;
+        return lock_s3_open(url, err);
     return error_set(err, "lock URL %s: unknown scheme (want file:// or s3://)", url), NULL;
 }
 

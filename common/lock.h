@@ -3,7 +3,7 @@
  * round CASes its new checkpoint against the version it last saw, and the loser stops.
  *
  * Backends by URL scheme: file:///path/to/lockfile (one host: fsync + rename under flock on
- * a sidecar file) today; s3:// (If-Match / If-None-Match conditional PUTs) next.
+ * a sidecar file) and s3:// (If-Match / If-None-Match conditional PUTs on one object).
  * Every function is safe to call from several threads at once on one handle. */
 #ifndef TEGULA_LOCK_H
 #define TEGULA_LOCK_H
@@ -31,7 +31,9 @@ enum lock_status {
 typedef struct lock lock;
 
 /* Opens a lock from its URL: file:///absolute/path/to/lockfile (its directory is created if
- * missing; the lock itself is not). Returns NULL with a reason. */
+ * missing; the lock itself is not), or s3://bucket/path/to/lock?endpoint=...&region=...
+ * (parameters and credentials as in s3.h; versions are ETags; no holder claim). Returns NULL
+ * with a reason. */
 lock *lock_open(const char *url, error *err);
 /* Closes the handle, releasing a holder claim. */
 void lock_close(lock *l);
@@ -72,5 +74,7 @@ struct lock {
 
 /* file:// backend on the lock file at `path` (absolute). */
 lock *lock_file_open(const char *path, error *err);
+/* s3:// backend on the whole URL (see s3.h); the URL's path names the lock object. */
+lock *lock_s3_open(const char *url, error *err);
 
 #endif

@@ -79,7 +79,7 @@ storage *storage_open(const char *url, error *err)
         return storage_file_open(path, err);
     }
     if (strncmp(url, "s3://", 5) == 0)
-        return error_set(err, "storage URL %s: the s3:// backend is not built yet", url), NULL;
+        return storage_s3_open(url, err);
     return error_set(err, "storage URL %s: unknown scheme (want file:// or s3://)", url), NULL;
 }
 

@@ -1,6 +1,7 @@
 /* storage: the object store that holds a log's public state (tiles, data tiles, issuers,
  * checkpoint) and the sequencer's staging bundles. One interface, several backends chosen by
- * URL scheme: file:// (a directory on a local or shared file system) today, s3:// next.
+ * URL scheme: file:// (a directory on a local or shared file system) and s3:// (an
+ * S3-compatible bucket: AWS S3, R2, Ceph RGW, MinIO; see s3.h).
  *
  * Keys are relative object names ("tile/0/x001/234", "checkpoint", "issuer/<hex>",
  * "staging/12-<hex>"). Untrusted URL paths reach storage_get through the read path, so every
@@ -71,7 +72,10 @@ typedef struct storage storage;
 /* Opens a store from its URL:
  *   file:///absolute/dir   the directory is created (with parents) when missing.
  *                          The path is taken literally (no percent-decoding).
- *   s3://bucket/prefix?... not available yet: refused with a clear reason.
+ *   s3://bucket/prefix?endpoint=http://127.0.0.1:PORT&region=us-east-1&path_style=true
+ *                          an S3-compatible bucket; keys go below the optional prefix. The
+ *                          parameters (and credentials) are described in s3.h. Nothing is
+ *                          sent until the first operation.
  * Returns NULL with a reason on failure. */
 storage *storage_open(const char *url, error *err);
 void storage_close(storage *s);
@@ -117,5 +121,7 @@ struct storage {
 
 /* file:// backend on the directory at `path` (absolute; created with parents if missing). */
 storage *storage_file_open(const char *path, error *err);
+/* s3:// backend on the whole URL (see s3.h). */
+storage *storage_s3_open(const char *url, error *err);
 
 #endif

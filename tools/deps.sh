@@ -1,5 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages tegula needs to build, test and run.
+#   tools/deps.sh          the base set (build, unit and integration tests, running a log)
+#   tools/deps.sh system   the base set plus what tests/system needs (a private Ceph RGW)
 # Idempotent: does nothing (and prints nothing) when every package is present.
 set -eu
 
@@ -8,6 +10,16 @@ libuv1-dev libnng-dev libssl-dev librocksdb-dev libcurl4-openssl-dev
 libprotobuf-c-dev protobuf-c-compiler libhttp-parser-dev libjansson-dev
 libyaml-dev zlib1g-dev libcmocka-dev
 curl openssl ca-certificates procps psmisc certspotter jq wrk"
+
+# The S3 system tests run Ceph's RADOS Gateway on a one-node cluster (monitor + OSD);
+# ceph-mgr is not needed. See tests/system/s3-server.sh.
+SYSTEM_PACKAGES="radosgw ceph-mon ceph-osd ceph-base"
+
+case "${1:-}" in
+    "") ;;
+    system) PACKAGES="$PACKAGES $SYSTEM_PACKAGES" ;;
+    *) echo "usage: $0 [system]" >&2; exit 2 ;;
+esac
 
 missing=""
 for pkg in $PACKAGES; do
