@@ -14,79 +14,49 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "der.h"
 #include "pem.h"
+#include "x509_issuer_cache.h"
+#include "x509_leaf.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Exact DER walking. OpenSSL tolerates some BER; the framing we rely on for fingerprints and
  * the issuer SPKI must be DER, so it is checked here byte by byte. */
 
-typedef struct der_tlv {
-    uint8_t tag;
-    size_t header_len;
-    size_t content_len;
-} der_tlv;
-
-/* One TLV at p[0..len): low tag numbers only, definite and minimal length. */
-static int der_read(const uint8_t *p, size_t len, der_tlv *out)
+/* The subject Name and SubjectPublicKeyInfo TLVs of a DER certificate. */
+static int cert_subject_and_spki(const uint8_t *der, size_t len, x509_span *subject,
+                                 x509_span *spki)
 {
-    if (len < 2 || (p[0] & 0x1f) == 0x1f)
+    der_reader r;
+    der_tlv cert, tbs, field;
+    der_reader_init(&r, der, len);
+    if (der_read_expect(&r, DER_SEQUENCE, &cert, NULL) != 0)
         return -1;
-    size_t header = 2, content;
-    if (p[1] < 0x80) {
-        content = p[1];
-    } else {
-        size_t nbytes = p[1] & 0x7f;
-        if (nbytes == 0 || nbytes > 4 || len < 2 + nbytes || p[2] == 0)
+    der_reader_of(&r, &cert);
+    if (der_read_expect(&r, DER_SEQUENCE, &tbs, NULL) != 0)
+        return -1;
+    der_reader_of(&r, &tbs);
+    if (der_read_optional(&r, DER_CONTEXT_CONSTRUCTED(0), &field, NULL) < 0)
+        return -1;
+    /* serialNumber, signature, issuer, validity, subject, SPKI. */
+    static const uint8_t expected[] = {DER_INTEGER, DER_SEQUENCE, DER_SEQUENCE, DER_SEQUENCE,
+                                       DER_SEQUENCE, DER_SEQUENCE};
+    for (size_t i = 0; i < sizeof expected; i++) {
+        if (der_read_expect(&r, expected[i], &field, NULL) != 0)
             return -1;
-        content = 0;
-        for (size_t i = 0; i < nbytes; i++)
-            content = (content << 8) | p[2 + i];
-        if (content < 0x80)
-            return -1;
-        header += nbytes;
+        if (i == 4 && subject) {
+            subject->data = field.start;
+            subject->len = field.total_len;
+        }
     }
-    if (content > len - header)
-        return -1;
-    out->tag = p[0];
-    out->header_len = header;
-    out->content_len = content;
+    spki->data = field.start;
+    spki->len = field.total_len;
     return 0;
 }
 
 int x509_cert_spki(const uint8_t *der, size_t len, x509_span *out)
 {
-    der_tlv cert, tbs, field;
-    if (der_read(der, len, &cert) != 0 || cert.tag != 0x30)
-        return -1;
-    const uint8_t *p = der + cert.header_len;
-    size_t left = cert.content_len;
-    if (der_read(p, left, &tbs) != 0 || tbs.tag != 0x30)
-        return -1;
-    p += tbs.header_len;
-    left = tbs.content_len;
-    /* [0] version (optional), serialNumber, signature, issuer, validity, subject, SPKI. */
-    static const uint8_t expected[] = {0x02, 0x30, 0x30, 0x30, 0x30, 0x30};
-    size_t want = 0;
-    for (;;) {
-        if (der_read(p, left, &field) != 0)
-            return -1;
-        size_t total = field.header_len + field.content_len;
-        if (want == 0 && field.tag == 0xa0) {
-            p += total;
-            left -= total;
-            continue;
-        }
-        if (field.tag != expected[want])
-            return -1;
-        if (want == sizeof expected - 1) {
-            out->data = p;
-            out->len = total;
-            return 0;
-        }
-        p += total;
-        left -= total;
-        want++;
-    }
+    return cert_subject_and_spki(der, len, NULL, out);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -157,11 +127,13 @@ static X509 *parse_cert(const uint8_t *der, size_t len, const char *what, error 
         error_set(err, "%s is %zu bytes, more than the %d accepted", what, len, X509_CERT_MAX_DER);
         return NULL;
     }
-    if (der_read(der, len, &outer) != 0 || outer.tag != 0x30) {
+    der_reader r;
+    der_reader_init(&r, der, len);
+    if (der_read_expect(&r, DER_SEQUENCE, &outer, NULL) != 0) {
         error_set(err, "%s is not a DER X.509 certificate (bad outer SEQUENCE)", what);
         return NULL;
     }
-    size_t used = outer.header_len + outer.content_len;
+    size_t used = outer.total_len;
     if (used != len) {
         error_set(err, "%s has %zu trailing bytes after the certificate", what, len - used);
         return NULL;
@@ -248,31 +220,113 @@ static bool is_precert_signing_cert(X509 *cert)
     return X509_get_ext_by_NID(cert, NID_ct_precert_signer, -1) >= 0;
 }
 
-/* Poison extension: 1 = present and well-formed, 0 = absent, -1 = malformed (reason set). */
-static int poison_state(X509 *leaf, error *err)
+/* What the leaf rules look at, read either by x509_leaf or from OpenSSL's parse. */
+typedef struct leaf_facts {
+    int poison_count;       /* occurrences of the CT poison; the flags are the first one's */
+    bool poison_critical;
+    bool poison_null;
+    bool eku_malformed;     /* undecodable or repeated EKU */
+    bool has_eku;
+    bool eku_server_auth;   /* serverAuth or anyExtendedKeyUsage */
+    bool not_after_valid;
+    int64_t not_after;
+} leaf_facts;
+
+static void leaf_facts_from_view(const x509_leaf *view, leaf_facts *f)
+{
+    memset(f, 0, sizeof *f);
+    f->poison_count = view->poison_count;
+    f->poison_critical = view->poison_critical;
+    f->poison_null = view->poison_null;
+    f->has_eku = view->has_eku;
+    f->eku_server_auth = view->eku_server_auth;
+    f->not_after_valid = true;
+    f->not_after = view->not_after;
+}
+
+static void leaf_facts_from_cert(X509 *leaf, leaf_facts *f)
 {
     static const uint8_t asn1_null[] = {0x05, 0x00};
-    int count = 0, pos = -1, first = -1;
+    memset(f, 0, sizeof *f);
+    int pos = -1;
     while ((pos = X509_get_ext_by_NID(leaf, NID_ct_precert_poison, pos)) >= 0) {
-        if (count == 0)
-            first = pos;
-        count++;
+        if (f->poison_count++ > 0)
+            continue;
+        X509_EXTENSION *ext = X509_get_ext(leaf, pos);
+        const ASN1_OCTET_STRING *value = X509_EXTENSION_get_data(ext);
+        f->poison_critical = X509_EXTENSION_get_critical(ext) != 0;
+        f->poison_null = value && ASN1_STRING_length(value) == (int)sizeof asn1_null &&
+                         memcmp(ASN1_STRING_get0_data(value), asn1_null, sizeof asn1_null) == 0;
     }
-    if (count == 0)
+    bool precert_signer;
+    f->eku_malformed = eku_lookup(leaf, &f->has_eku, &f->eku_server_auth, &precert_signer) != 0;
+    f->not_after_valid = asn1_time_unix(X509_get0_notAfter(leaf), &f->not_after) == 0;
+    ERR_clear_error();
+}
+
+/* Poison: 1 = present and well-formed, 0 = absent, -1 = malformed (reason set). */
+static int poison_state(const leaf_facts *f, error *err)
+{
+    if (f->poison_count == 0)
         return 0;
-    if (count > 1)
+    if (f->poison_count > 1)
         return error_set(err, "precertificate poison extension (1.3.6.1.4.1.11129.2.4.3) "
-                         "appears %d times; exactly one is allowed", count);
-    X509_EXTENSION *ext = X509_get_ext(leaf, first);
-    if (!X509_EXTENSION_get_critical(ext))
+                         "appears %d times; exactly one is allowed", f->poison_count);
+    if (!f->poison_critical)
         return error_set(err, "precertificate poison extension (1.3.6.1.4.1.11129.2.4.3) is "
                          "not marked critical");
-    const ASN1_OCTET_STRING *value = X509_EXTENSION_get_data(ext);
-    if (!value || ASN1_STRING_length(value) != (int)sizeof asn1_null ||
-        memcmp(ASN1_STRING_get0_data(value), asn1_null, sizeof asn1_null) != 0)
+    if (!f->poison_null)
         return error_set(err, "precertificate poison extension (1.3.6.1.4.1.11129.2.4.3) "
                          "value is not ASN.1 NULL (05 00)");
     return 1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Issuers: a CA certificate parsed once, with what validation asks of it computed up front. */
+
+static x509_key_kind key_kind(EVP_PKEY *key)
+{
+    /* The same test X509_verify makes of a key against the algorithm's key type. */
+    if (!key)
+        return X509_KEY_OTHER;
+    if (EVP_PKEY_is_a(key, "id-ecPublicKey"))
+        return X509_KEY_EC;
+    if (EVP_PKEY_is_a(key, "rsaEncryption"))
+        return X509_KEY_RSA;
+    return X509_KEY_OTHER;
+}
+
+/* Parses der (reasons as parse_cert words them) into an issuer holding one reference. */
+static x509_issuer *issuer_build(const uint8_t *der, size_t len, const uint8_t *fp,
+                                 const char *what, error *err)
+{
+    X509 *cert = parse_cert(der, len, what, err);
+    if (!cert)
+        return NULL;
+    x509_span subject, spki;
+    x509_issuer *is = x509_issuer_new();
+    if (!is || cert_subject_and_spki(der, len, &subject, &spki) != 0 ||
+        !(is->subject = malloc(subject.len))) {
+        X509_free(cert);
+        x509_issuer_unref(is);
+        error_set(err, "out of memory parsing %s", what);
+        return NULL;
+    }
+    memcpy(is->subject, subject.data, subject.len);
+    is->subject_len = subject.len;
+    memcpy(is->fingerprint, fp, SHA256_LEN);
+    is->der_len = len;
+    is->cert = cert;
+    /* Fill OpenSSL's lazily computed extension cache now, while the certificate is private:
+     * shared, it is only ever read. */
+    X509_get_extension_flags(cert);
+    is->key = X509_get0_pubkey(cert);
+    is->key_kind = key_kind(is->key);
+    is->ca = basic_constraints(cert, &is->path_len);
+    is->precert_signer = is_precert_signing_cert(cert);
+    sha256(spki.data, spki.len, is->spki_hash);
+    ERR_clear_error();
+    return is;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -281,10 +335,7 @@ static int poison_state(X509 *leaf, error *err)
 typedef struct root_entry {
     uint8_t *der;
     size_t len;
-    uint8_t fingerprint[SHA256_LEN];
-    X509 *cert;
-    int64_t path_len;       /* -1 when unconstrained */
-    bool precert_signer;
+    x509_issuer *issuer;    /* owned reference; fingerprint, cert, key, path length */
 } root_entry;
 
 struct x509_root_set {
@@ -305,12 +356,17 @@ void x509_root_set_free(x509_root_set *roots)
         return;
     for (size_t i = 0; i < roots->count; i++) {
         free(roots->roots[i].der);
-        X509_free(roots->roots[i].cert);
+        x509_issuer_unref(roots->roots[i].issuer);
     }
     free(roots->roots);
     free(roots->by_fingerprint);
     free(roots->by_subject);
     free(roots);
+}
+
+static const x509_issuer *root_issuer(const x509_root_set *roots, size_t index)
+{
+    return roots->roots[index].issuer;
 }
 
 /* First position in by_fingerprint whose fingerprint is >= fp. */
@@ -319,7 +375,8 @@ static size_t fingerprint_lower_bound(const x509_root_set *roots, const uint8_t 
     size_t lo = 0, hi = roots->count;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (memcmp(roots->roots[roots->by_fingerprint[mid]].fingerprint, fp, SHA256_LEN) < 0)
+        if (memcmp(root_issuer(roots, roots->by_fingerprint[mid])->fingerprint, fp,
+                   SHA256_LEN) < 0)
             lo = mid + 1;
         else
             hi = mid;
@@ -333,7 +390,8 @@ static size_t subject_bound(const x509_root_set *roots, const X509_NAME *name, b
     size_t lo = 0, hi = roots->count;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = X509_NAME_cmp(X509_get_subject_name(roots->roots[roots->by_subject[mid]].cert),
+        int c = X509_NAME_cmp(X509_get_subject_name(root_issuer(roots,
+                                                                roots->by_subject[mid])->cert),
                               name);
         if (c < 0 || (upper && c == 0))
             lo = mid + 1;
@@ -347,7 +405,7 @@ long x509_root_set_find(const x509_root_set *roots, const uint8_t fingerprint[SH
 {
     size_t pos = fingerprint_lower_bound(roots, fingerprint);
     if (pos < roots->count &&
-        memcmp(roots->roots[roots->by_fingerprint[pos]].fingerprint, fingerprint,
+        memcmp(root_issuer(roots, roots->by_fingerprint[pos])->fingerprint, fingerprint,
                SHA256_LEN) == 0)
         return (long)roots->by_fingerprint[pos];
     return -1;
@@ -362,21 +420,23 @@ static void insert_index(size_t *index, size_t count, size_t pos, size_t value)
 int x509_root_set_add_der(x509_root_set *roots, const uint8_t *der, size_t len, error *err)
 {
     uint8_t fp[SHA256_LEN];
-    X509 *cert = parse_cert(der, len, "root certificate", err);
-    if (!cert)
+    if (der && len <= X509_CERT_MAX_DER)
+        sha256(der, len, fp);
+    else
+        memset(fp, 0, sizeof fp); /* parse_cert refuses it before the hash matters */
+    x509_issuer *is = issuer_build(der, len, fp, "root certificate", err);
+    if (!is)
         return -1;
-    sha256(der, len, fp);
     if (x509_root_set_find(roots, fp) >= 0) {
-        X509_free(cert);
+        x509_issuer_unref(is);
         return 0;
     }
     if (roots->count >= X509_ROOTS_MAX) {
-        X509_free(cert);
+        x509_issuer_unref(is);
         return error_set(err, "more than %d roots", X509_ROOTS_MAX);
     }
-    int64_t path_len;
-    if (basic_constraints(cert, &path_len) < 0) {
-        X509_free(cert);
+    if (is->ca < 0) {
+        x509_issuer_unref(is);
         return error_set(err, "root certificate has a malformed basicConstraints extension");
     }
     if (roots->count == roots->cap) {
@@ -391,14 +451,14 @@ int x509_root_set_add_der(x509_root_set *roots, const uint8_t *der, size_t len, 
         if (s)
             roots->by_subject = s;
         if (!s) {
-            X509_free(cert);
+            x509_issuer_unref(is);
             return error_set(err, "out of memory adding a root");
         }
         roots->cap = cap;
     }
     uint8_t *copy = malloc(len);
     if (!copy) {
-        X509_free(cert);
+        x509_issuer_unref(is);
         return error_set(err, "out of memory adding a root");
     }
     memcpy(copy, der, len);
@@ -406,13 +466,10 @@ int x509_root_set_add_der(x509_root_set *roots, const uint8_t *der, size_t len, 
     root_entry *e = &roots->roots[idx];
     e->der = copy;
     e->len = len;
-    memcpy(e->fingerprint, fp, SHA256_LEN);
-    e->cert = cert;
-    e->path_len = path_len;
-    e->precert_signer = is_precert_signing_cert(cert);
+    e->issuer = is;
     insert_index(roots->by_fingerprint, roots->count, fingerprint_lower_bound(roots, fp), idx);
     insert_index(roots->by_subject, roots->count,
-                 subject_bound(roots, X509_get_subject_name(cert), true), idx);
+                 subject_bound(roots, X509_get_subject_name(is->cert), true), idx);
     roots->count++;
     ERR_clear_error();
     return 0;
@@ -465,7 +522,7 @@ x509_span x509_root_set_der(const x509_root_set *roots, size_t index)
 
 const uint8_t *x509_root_set_fingerprint(const x509_root_set *roots, size_t index)
 {
-    return index < roots->count ? roots->roots[index].fingerprint : NULL;
+    return index < roots->count ? roots->roots[index].issuer->fingerprint : NULL;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -607,8 +664,11 @@ struct x509_validator {
     int64_t not_after_start;
     int64_t not_after_limit;
     bool require_server_auth_eku;
+    bool reference_path_only;
     link_cache cache;
+    x509_issuer_cache *issuers;
     atomic_uint_fast64_t verifications;
+    atomic_uint_fast64_t leaf_openssl_parses;
 };
 
 x509_validator *x509_validator_new(const x509_validator_config *config, error *err)
@@ -628,11 +688,20 @@ x509_validator *x509_validator_new(const x509_validator_config *config, error *e
         error_set(err, "out of memory creating the chain validator");
         return NULL;
     }
+    v->issuers = x509_issuer_cache_new(config->issuer_cache_capacity);
+    if (!v->issuers) {
+        link_cache_destroy(&v->cache);
+        free(v);
+        error_set(err, "out of memory creating the chain validator");
+        return NULL;
+    }
     v->roots = config->roots;
     v->not_after_start = config->not_after_start;
     v->not_after_limit = config->not_after_limit;
     v->require_server_auth_eku = config->require_server_auth_eku;
+    v->reference_path_only = config->reference_path_only;
     atomic_init(&v->verifications, 0);
+    atomic_init(&v->leaf_openssl_parses, 0);
     return v;
 }
 
@@ -641,6 +710,7 @@ void x509_validator_free(x509_validator *v)
     if (!v)
         return;
     link_cache_destroy(&v->cache);
+    x509_issuer_cache_free(v->issuers);
     free(v);
 }
 
@@ -651,58 +721,233 @@ void x509_validator_stats_get(x509_validator *v, x509_validator_stats *out)
     out->link_cache_evictions = atomic_load(&v->cache.evictions);
     out->link_cache_entries = atomic_load(&v->cache.entries);
     out->link_cache_capacity = v->cache.set_count * LINK_WAYS;
+    x509_issuer_cache_stats is;
+    x509_issuer_cache_stats_get(v->issuers, &is);
+    out->issuer_cache_hits = is.hits;
+    out->issuer_cache_misses = is.misses;
+    out->issuer_cache_evictions = is.evictions;
+    out->issuer_cache_entries = is.entries;
+    out->issuer_cache_capacity = is.capacity;
+    out->leaf_openssl_parses = atomic_load(&v->leaf_openssl_parses);
 }
 
-static bool signature_ok(x509_validator *v, X509 *child, X509 *parent)
+static bool signature_ok(x509_validator *v, X509 *child, const x509_issuer *parent)
 {
-    EVP_PKEY *key = X509_get0_pubkey(parent);
-    if (!key)
+    if (!parent->key)
         return false;
     atomic_fetch_add_explicit(&v->verifications, 1, memory_order_relaxed);
-    return X509_verify(child, key) == 1;
+    return X509_verify(child, parent->key) == 1;
 }
 
 /* Whether parent signed child, through the cache when the child is itself an issuer. */
-static bool link_ok(x509_validator *v, X509 *child, const uint8_t *child_fp, X509 *parent,
-                    const uint8_t *parent_fp, bool cacheable)
+static bool link_ok(x509_validator *v, X509 *child, const uint8_t *child_fp,
+                    const x509_issuer *parent, bool cacheable)
 {
-    if (cacheable && link_cache_has(&v->cache, child_fp, parent_fp))
+    if (cacheable && link_cache_has(&v->cache, child_fp, parent->fingerprint))
         return true;
     if (!signature_ok(v, child, parent))
         return false;
     if (cacheable)
-        link_cache_put(&v->cache, child_fp, parent_fp);
+        link_cache_put(&v->cache, child_fp, parent->fingerprint);
     return true;
 }
 
-int x509_validate_chain(x509_validator *v, const x509_span *chain, size_t n,
-                        x509_endpoint endpoint, x509_chain_result *out, error *err)
+/* The leaf's signature over its raw TBSCertificate bytes, as X509_verify computes it for these
+ * algorithms (digest and key type from the signature algorithm, then EVP_DigestVerify), without
+ * an X509 object. 1 = verified, 0 = not, -1 = not an algorithm/key handled here. */
+static int leaf_verify_direct(x509_validator *v, const x509_leaf *leaf,
+                              const x509_issuer *parent)
 {
-    memset(out, 0, sizeof *out);
-    if (n == 0)
-        return error_set(err, "empty chain: at least the end-entity certificate is required");
-    if (n > X509_CHAIN_MAX)
-        return error_set(err, "chain has %zu certificates; at most %d are accepted", n,
-                         X509_CHAIN_MAX);
+    const EVP_MD *md;
+    x509_key_kind kind;
+    switch (leaf->sig_alg) {
+    case X509_SIG_ECDSA_SHA256: md = EVP_sha256(), kind = X509_KEY_EC; break;
+    case X509_SIG_ECDSA_SHA384: md = EVP_sha384(), kind = X509_KEY_EC; break;
+    case X509_SIG_ECDSA_SHA512: md = EVP_sha512(), kind = X509_KEY_EC; break;
+    case X509_SIG_RSA_SHA1: md = EVP_sha1(), kind = X509_KEY_RSA; break;
+    case X509_SIG_RSA_SHA256: md = EVP_sha256(), kind = X509_KEY_RSA; break;
+    case X509_SIG_RSA_SHA384: md = EVP_sha384(), kind = X509_KEY_RSA; break;
+    case X509_SIG_RSA_SHA512: md = EVP_sha512(), kind = X509_KEY_RSA; break;
+    default: return -1;
+    }
+    if (!parent->key || parent->key_kind != kind)
+        return -1;
+    /* A fresh context each time: keeping one per thread measured no faster (the cost is in
+     * the provider operation set up by the init, which a kept context redoes anyway). */
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int rc = -1;
+    if (ctx && EVP_DigestVerifyInit(ctx, NULL, md, NULL, parent->key) == 1) {
+        atomic_fetch_add_explicit(&v->verifications, 1, memory_order_relaxed);
+        rc = EVP_DigestVerify(ctx, leaf->signature.data, leaf->signature.len, leaf->tbs.data,
+                              leaf->tbs.len) == 1;
+    }
+    EVP_MD_CTX_free(ctx);
+    ERR_clear_error();
+    return rc;
+}
 
-    X509 *certs[X509_CHAIN_MAX] = {0};
+/* The fast path gives up: run the whole validation again on OpenSSL's parse of the leaf. */
+#define RETRY_WITH_OPENSSL 2
+
+typedef struct chain_state {
+    x509_validator *v;
+    x509_span leaf_der;
+    bool direct;                        /* leaf read by x509_leaf, not parsed by OpenSSL */
+    x509_leaf view;                     /* when direct */
+    X509 *leaf;                         /* OpenSSL's parse: reference path, or late for
+                                         * X509_verify of an algorithm not handled directly */
+    X509_NAME *leaf_issuer_name;        /* direct: the issuer Name decoded, when needed */
+    x509_issuer *issuers[X509_CHAIN_MAX];   /* [1, n): chain[i] parsed */
+    bool owned[X509_CHAIN_MAX];         /* issuers[i] holds a reference (not a root's) */
+    bool fresh[X509_CHAIN_MAX];         /* parsed by this request, not from the cache */
     uint8_t fps[X509_CHAIN_MAX][SHA256_LEN];
+} chain_state;
+
+static void chain_state_release(chain_state *st, size_t n)
+{
+    for (size_t i = 1; i < n; i++)
+        if (st->owned[i])
+            x509_issuer_unref(st->issuers[i]);
+    X509_free(st->leaf);
+    X509_NAME_free(st->leaf_issuer_name);
+}
+
+static X509 *parse_leaf(chain_state *st, error *err)
+{
+    atomic_fetch_add_explicit(&st->v->leaf_openssl_parses, 1, memory_order_relaxed);
+    return parse_cert(st->leaf_der.data, st->leaf_der.len, "chain[0]", err);
+}
+
+static X509_NAME *decode_name(x509_span name)
+{
+    const unsigned char *p = name.data;
+    X509_NAME *decoded = d2i_X509_NAME(NULL, &p, (long)name.len);
+    if (decoded && p != name.data + name.len) {
+        X509_NAME_free(decoded);
+        decoded = NULL;
+    }
+    ERR_clear_error();
+    return decoded;
+}
+
+/* Reads the leaf without d2i_X509. Besides x509_leaf's subset, both Names must decode as
+ * d2i_X509 would decode them (it rejects certificates whose names it cannot canonicalise).
+ * The issuer Name is checked later, when it may turn out to be the bytes of chain[1]'s
+ * subject, which OpenSSL has already decoded. */
+static bool leaf_read_direct(chain_state *st)
+{
+    if (x509_leaf_read(st->leaf_der.data, st->leaf_der.len, &st->view) != 0)
+        return false;
+    X509_NAME *subject = decode_name(st->view.subject);
+    X509_NAME_free(subject);
+    return subject != NULL;
+}
+
+static bool span_equal(x509_span a, const uint8_t *b, size_t b_len)
+{
+    return a.len == b_len && memcmp(a.data, b, b_len) == 0;
+}
+
+/* Whether the leaf names parent as its issuer (X509_NAME_cmp: canonical forms equal). Equal
+ * encodings are equal names; different ones are compared canonically. */
+static bool leaf_issued_by_name(const chain_state *st, const x509_issuer *parent)
+{
+    const X509_NAME *subject = X509_get_subject_name(parent->cert);
+    if (!st->direct)
+        return X509_NAME_cmp(X509_get_issuer_name(st->leaf), subject) == 0;
+    if (span_equal(st->view.issuer, parent->subject, parent->subject_len))
+        return true;
+    return X509_NAME_cmp(st->leaf_issuer_name, subject) == 0;
+}
+
+static const X509_NAME *leaf_issuer_name(const chain_state *st)
+{
+    return st->direct ? st->leaf_issuer_name : X509_get_issuer_name(st->leaf);
+}
+
+/* Whether parent signed the leaf: 1, 0, or RETRY_WITH_OPENSSL. */
+static int leaf_signed_by(chain_state *st, const x509_issuer *parent)
+{
+    if (st->direct) {
+        int rc = leaf_verify_direct(st->v, &st->view, parent);
+        if (rc >= 0)
+            return rc;
+        if (!st->leaf && !(st->leaf = parse_leaf(st, NULL)))
+            return RETRY_WITH_OPENSSL; /* outside what x509_leaf promises: let OpenSSL judge */
+    }
+    return signature_ok(st->v, st->leaf, parent) ? 1 : 0;
+}
+
+/* One validation attempt; direct says whether the leaf may be read without d2i_X509. Returns 0,
+ * -1 with a reason, or RETRY_WITH_OPENSSL (only when direct) when the direct reading cannot
+ * settle the outcome exactly as OpenSSL's would. */
+static int validate(x509_validator *v, const x509_span *chain, size_t n, x509_endpoint endpoint,
+                    bool direct, x509_chain_result *out, error *err)
+{
+    chain_state st_storage;
+    chain_state *st = &st_storage;
+    memset(st, 0, sizeof *st);
+    st->v = v;
+    st->leaf_der = chain[0];
+    uint8_t (*fps)[SHA256_LEN] = st->fps;
+    x509_issuer **issuers = st->issuers;
     int rc = -1;
     char what[32], what2[32];
 
-    /* Parse everything first: a chain with any bad certificate is rejected outright. */
+    /* Parse everything first: a chain with any bad certificate is rejected outright, and the
+     * first bad one in chain order is the one named. When the leaf was read directly, any
+     * failure here goes to the OpenSSL attempt: only it knows whether d2i_X509 would have
+     * refused the leaf first. */
+#define FAIL_PARSE()                                                                             \
+    do {                                                                                         \
+        rc = st->direct ? RETRY_WITH_OPENSSL : -1;                                               \
+        goto done;                                                                               \
+    } while (0)
     for (size_t i = 0; i < n; i++) {
         snprintf(what, sizeof what, "chain[%zu]", i);
         if (!chain[i].data && chain[i].len) {
             error_set(err, "%s is missing", what);
-            goto done;
+            FAIL_PARSE();
         }
-        certs[i] = parse_cert(chain[i].data, chain[i].len, what, err);
-        if (!certs[i])
-            goto done;
+        if (i == 0) {
+            st->direct = direct && leaf_read_direct(st);
+            if (!st->direct && !(st->leaf = parse_leaf(st, err)))
+                FAIL_PARSE();
+            sha256(chain[0].data, chain[0].len, fps[0]);
+            continue;
+        }
+        if (chain[i].len > X509_CERT_MAX_DER) {
+            error_set(err, "%s is %zu bytes, more than the %d accepted", what, chain[i].len,
+                      X509_CERT_MAX_DER);
+            FAIL_PARSE();
+        }
         sha256(chain[i].data, chain[i].len, fps[i]);
+        long root = x509_root_set_find(v->roots, fps[i]);
+        if (root >= 0) {
+            issuers[i] = v->roots->roots[root].issuer;
+            continue;
+        }
+        issuers[i] = x509_issuer_cache_get(v->issuers, fps[i], chain[i].len);
+        if (!issuers[i]) {
+            issuers[i] = issuer_build(chain[i].data, chain[i].len, fps[i], what, err);
+            if (!issuers[i])
+                FAIL_PARSE();
+            st->fresh[i] = true;
+        }
+        st->owned[i] = true;
     }
-    X509 *leaf = certs[0];
+    if (st->direct && !(n >= 2 && span_equal(st->view.issuer, issuers[1]->subject,
+                                              issuers[1]->subject_len))) {
+        st->leaf_issuer_name = decode_name(st->view.issuer);
+        if (!st->leaf_issuer_name)
+            FAIL_PARSE();
+    }
+#undef FAIL_PARSE
+    leaf_facts facts;
+    if (st->direct)
+        leaf_facts_from_view(&st->view, &facts);
+    else
+        leaf_facts_from_cert(st->leaf, &facts);
 
     /* A repeated certificate is a cycle (a self-signed root "signs" itself), not a path. */
     for (size_t i = 1; i < n; i++)
@@ -714,13 +959,13 @@ int x509_validate_chain(x509_validator *v, const x509_span *chain, size_t n,
             }
 
     /* Cheap policy checks before any signature work. */
-    if (n >= 2 && is_precert_signing_cert(certs[1])) {
+    if (n >= 2 && issuers[1]->precert_signer) {
         error_set(err, "chain[1] is a Precertificate Signing Certificate (EKU "
                   "1.3.6.1.4.1.11129.2.4.4); this log does not accept chains through one "
                   "(CA/B Forum ballot SC-092)");
         goto done;
     }
-    int poison = poison_state(leaf, err);
+    int poison = poison_state(&facts, err);
     if (poison < 0)
         goto done;
     bool is_precert = poison == 1;
@@ -735,25 +980,24 @@ int x509_validate_chain(x509_validator *v, const x509_span *chain, size_t n,
         goto done;
     }
 
-    bool has_eku, server_auth, precert_signer;
-    if (eku_lookup(leaf, &has_eku, &server_auth, &precert_signer) != 0) {
+    if (facts.eku_malformed) {
         error_set(err, "leaf extended key usage extension is malformed or repeated");
         goto done;
     }
-    if (has_eku && !server_auth) {
+    if (facts.has_eku && !facts.eku_server_auth) {
         error_set(err, "leaf extended key usage does not include serverAuth");
         goto done;
     }
-    if (!has_eku && v->require_server_auth_eku) {
+    if (!facts.has_eku && v->require_server_auth_eku) {
         error_set(err, "leaf has no extended key usage extension; serverAuth is required");
         goto done;
     }
 
-    int64_t not_after;
-    if (asn1_time_unix(X509_get0_notAfter(leaf), &not_after) != 0) {
+    if (!facts.not_after_valid) {
         error_set(err, "leaf notAfter is not a valid time");
         goto done;
     }
+    int64_t not_after = facts.not_after;
     if (not_after < v->not_after_start || not_after >= v->not_after_limit) {
         char t[32], lo[32], hi[32];
         time_text(not_after, t, sizeof t);
@@ -770,15 +1014,17 @@ int x509_validate_chain(x509_validator *v, const x509_span *chain, size_t n,
     for (size_t i = 1; i < n; i++) {
         snprintf(what, sizeof what, "chain[%zu]", i);
         snprintf(what2, sizeof what2, "chain[%zu]", i - 1);
-        if (X509_NAME_cmp(X509_get_issuer_name(certs[i - 1]),
-                          X509_get_subject_name(certs[i])) != 0) {
+        bool named = i == 1 ? leaf_issued_by_name(st, issuers[1])
+                            : X509_NAME_cmp(X509_get_issuer_name(issuers[i - 1]->cert),
+                                            X509_get_subject_name(issuers[i]->cert)) == 0;
+        if (!named) {
             error_set(err, "%s is not the issuer of %s (its subject differs from %s's issuer): "
                       "the chain must be in order, leaf first, with no missing or extra "
                       "certificates", what, what2, what2);
             goto done;
         }
-        int64_t path_len;
-        int ca = basic_constraints(certs[i], &path_len);
+        int ca = issuers[i]->ca;
+        int64_t path_len = issuers[i]->path_len;
         if (ca < 0) {
             error_set(err, "%s has a malformed or repeated basicConstraints extension", what);
             goto done;
@@ -797,14 +1043,14 @@ int x509_validate_chain(x509_validator *v, const x509_span *chain, size_t n,
 
     /* Candidate roots for the last certificate, when it is not a root itself. */
     size_t cand_lo = 0, cand_hi = 0;
-    X509 *last = certs[n - 1];
+    const X509_NAME *last_issuer =
+        n == 1 ? leaf_issuer_name(st) : X509_get_issuer_name(issuers[n - 1]->cert);
     if (last_root < 0) {
-        const X509_NAME *issuer = X509_get_issuer_name(last);
-        cand_lo = subject_bound(v->roots, issuer, false);
-        cand_hi = subject_bound(v->roots, issuer, true);
+        cand_lo = subject_bound(v->roots, last_issuer, false);
+        cand_hi = subject_bound(v->roots, last_issuer, true);
         if (cand_lo == cand_hi) {
             char name[160];
-            name_text(issuer, name, sizeof name);
+            name_text(last_issuer, name, sizeof name);
             error_set(err, "no path to an accepted root: chain[%zu] is not an accepted root "
                       "and no accepted root is named %s", n - 1, name);
             goto done;
@@ -813,7 +1059,17 @@ int x509_validate_chain(x509_validator *v, const x509_span *chain, size_t n,
 
     /* Signatures, leaf first. */
     for (size_t i = 0; i + 1 < n; i++) {
-        if (!link_ok(v, certs[i], fps[i], certs[i + 1], fps[i + 1], i >= 1)) {
+        int ok;
+        if (i == 0) {
+            ok = leaf_signed_by(st, issuers[1]);
+            if (ok == RETRY_WITH_OPENSSL) {
+                rc = RETRY_WITH_OPENSSL;
+                goto done;
+            }
+        } else {
+            ok = link_ok(v, issuers[i]->cert, fps[i], issuers[i + 1], true);
+        }
+        if (!ok) {
             error_set(err, "chain[%zu] did not sign chain[%zu]: the signature does not verify "
                       "with chain[%zu]'s key", i + 1, i, i + 1);
             goto done;
@@ -824,28 +1080,43 @@ int x509_validate_chain(x509_validator *v, const x509_span *chain, size_t n,
         bool path_len_blocked = false;
         for (size_t k = cand_lo; k < cand_hi && !appended; k++) {
             const root_entry *r = &v->roots->roots[v->roots->by_subject[k]];
-            if (r->path_len >= 0 && (int64_t)(n - 1) > r->path_len) {
+            if (r->issuer->path_len >= 0 && (int64_t)(n - 1) > r->issuer->path_len) {
                 path_len_blocked = true;
                 continue;
             }
-            if (link_ok(v, last, fps[n - 1], r->cert, r->fingerprint, n >= 2))
+            int ok;
+            if (n == 1) {
+                ok = leaf_signed_by(st, r->issuer);
+                if (ok == RETRY_WITH_OPENSSL) {
+                    rc = RETRY_WITH_OPENSSL;
+                    goto done;
+                }
+            } else {
+                ok = link_ok(v, issuers[n - 1]->cert, fps[n - 1], r->issuer, true);
+            }
+            if (ok)
                 appended = r;
         }
         if (!appended) {
             char name[160];
-            name_text(X509_get_issuer_name(last), name, sizeof name);
+            name_text(last_issuer, name, sizeof name);
             error_set(err, "no path to an accepted root: no accepted root named %s %s chain[%zu]",
                       name, path_len_blocked ? "allows this many intermediates and signed"
                                              : "signed", n - 1);
             goto done;
         }
-        if (n == 1 && appended->precert_signer) {
+        if (n == 1 && appended->issuer->precert_signer) {
             error_set(err, "the leaf's issuer is a Precertificate Signing Certificate; this log "
                       "does not accept chains through one (CA/B Forum ballot SC-092)");
             goto done;
         }
     }
 
+    const x509_issuer *first_issuer = n >= 2 ? issuers[1] : appended ? appended->issuer : NULL;
+    if (!first_issuer && is_precert) {
+        error_set(err, "a precertificate needs its issuer in the chain");
+        goto done;
+    }
     out->is_precert = is_precert;
     out->leaf = chain[0];
     for (size_t i = 1; i < n; i++) {
@@ -856,30 +1127,44 @@ int x509_validate_chain(x509_validator *v, const x509_span *chain, size_t n,
     if (appended) {
         out->issuers[out->issuer_count].data = appended->der;
         out->issuers[out->issuer_count].len = appended->len;
-        memcpy(out->fingerprints[out->issuer_count], appended->fingerprint, SHA256_LEN);
+        memcpy(out->fingerprints[out->issuer_count], appended->issuer->fingerprint, SHA256_LEN);
         out->issuer_count++;
         out->root_appended = true;
     }
-    if (out->issuer_count == 0 && is_precert) {
-        error_set(err, "a precertificate needs its issuer in the chain");
-        memset(out, 0, sizeof *out);
-        goto done;
-    }
-    if (out->issuer_count > 0) {
-        x509_span spki;
+    if (first_issuer) {
         out->issuer = out->issuers[0];
-        if (x509_cert_spki(out->issuer.data, out->issuer.len, &spki) != 0) {
-            error_set(err, "cannot locate the issuer's SubjectPublicKeyInfo");
-            memset(out, 0, sizeof *out);
-            goto done;
-        }
-        sha256(spki.data, spki.len, out->issuer_key_hash);
+        memcpy(out->issuer_key_hash, first_issuer->spki_hash, SHA256_LEN);
     }
+    /* Only certificates of accepted chains enter the cache: a stream of junk intermediates
+     * cannot evict the real ones. */
+    for (size_t i = 1; i < n; i++)
+        if (st->fresh[i])
+            x509_issuer_cache_put(v->issuers, issuers[i]);
     rc = 0;
 
 done:
-    for (size_t i = 0; i < n; i++)
-        X509_free(certs[i]);
+    chain_state_release(st, n);
     ERR_clear_error();
+    return rc;
+}
+
+int x509_validate_chain(x509_validator *v, const x509_span *chain, size_t n,
+                        x509_endpoint endpoint, x509_chain_result *out, error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (n == 0)
+        return error_set(err, "empty chain: at least the end-entity certificate is required");
+    if (n > X509_CHAIN_MAX)
+        return error_set(err, "chain has %zu certificates; at most %d are accepted", n,
+                         X509_CHAIN_MAX);
+    int rc = validate(v, chain, n, endpoint, !v->reference_path_only, out, err);
+    if (rc == RETRY_WITH_OPENSSL) {
+        memset(out, 0, sizeof *out);
+        if (err)
+            err->msg[0] = '\0';
+        rc = validate(v, chain, n, endpoint, false, out, err);
+    }
+    if (rc != 0)
+        memset(out, 0, sizeof *out);
     return rc;
 }

@@ -4,8 +4,8 @@
  * A chain is accepted when every submitted certificate parses as exact DER, chain[i+1] is named
  * as and has signed chain[i] and is a CA within its path length, and the last submitted
  * certificate is an accepted root or is signed by one (which is then appended). Every submitted
- * certificate is used, once, in the submitted order. Validity dates are never compared with the clock
- * and name constraints and policies are ignored: CT observes, it does not police. The leaf's
+ * certificate is used, once, in the submitted order. Validity dates are never compared with the
+ * clock and name constraints and policies are ignored: CT observes, it does not police. The leaf's
  * notAfter must fall in the log's window, the leaf needs serverAuth when it has an EKU, and the
  * poison extension must be present exactly for add-pre-chain. Chains through a Precertificate
  * Signing Certificate are refused (static-ct-api v1.1.0 allows it; CA/B Forum SC-092 retires
@@ -13,7 +13,15 @@
  *
  * Verified issuer links (child fingerprint, parent fingerprint) are kept in a bounded,
  * thread-safe cache, so with a warm cache a submission costs one signature verification: the
- * leaf's. Leaf links are never cached (each leaf is new). */
+ * leaf's. Leaf links are never cached (each leaf is new).
+ *
+ * Parsing costs more than that verification with OpenSSL 3.0 (DESIGN.md §10), so it is avoided
+ * too: issuers of accepted chains are kept parsed in a bounded cache keyed by the SHA-256 of
+ * their DER (x509_issuer_cache), and the leaf is read from its DER (x509_leaf) and its signature
+ * checked over the raw TBSCertificate bytes with the issuer's parsed key. A leaf outside
+ * x509_leaf's strict subset, or signed with an algorithm not handled directly (RSA-PSS,
+ * Ed25519, ...), goes through d2i_X509 and X509_verify as before; either way the verdict and
+ * its reason are the same. */
 #ifndef TEGULA_X509CHAIN_H
 #define TEGULA_X509CHAIN_H
 
@@ -74,6 +82,11 @@ typedef struct x509_validator_config {
     /* Sunlight-style strictness: also reject a leaf with no EKU extension at all. DESIGN.md §7
      * only asks for serverAuth when an EKU is present, so the default (false) accepts it. */
     bool require_server_auth_eku;
+    /* Parsed issuers kept; 0 = X509_ISSUER_CACHE_DEFAULT (x509_issuer_cache.h); rounded up. */
+    size_t issuer_cache_capacity;
+    /* Always parse the leaf with d2i_X509 and verify it with X509_verify. Slower, same
+     * verdicts: it exists so tests can compare the two paths. */
+    bool reference_path_only;
 } x509_validator_config;
 
 typedef struct x509_validator x509_validator;
@@ -103,11 +116,17 @@ int x509_validate_chain(x509_validator *validator, const x509_span *chain, size_
                         x509_endpoint endpoint, x509_chain_result *out, error *err);
 
 typedef struct x509_validator_stats {
-    uint64_t signature_verifications; /* X509_verify calls made so far */
+    uint64_t signature_verifications; /* signatures verified so far (leaves and links) */
     uint64_t link_cache_hits;
     uint64_t link_cache_evictions;
     size_t link_cache_entries;
     size_t link_cache_capacity;
+    uint64_t issuer_cache_hits;       /* submitted issuers found parsed */
+    uint64_t issuer_cache_misses;     /* ... and not (then parsed; roots are never looked up) */
+    uint64_t issuer_cache_evictions;
+    size_t issuer_cache_entries;
+    size_t issuer_cache_capacity;
+    uint64_t leaf_openssl_parses;     /* leaves that needed d2i_X509 (see above) */
 } x509_validator_stats;
 
 void x509_validator_stats_get(x509_validator *validator, x509_validator_stats *out);
