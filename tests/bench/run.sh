@@ -2,7 +2,7 @@
 # make bench: the `make run` topology (tegula up: 1 frontend, 2 batchers, 1 sequencer per
 # log, two logs, 1 s sequencing period, file storage) on 127.0.0.1 in a temporary directory,
 # loaded by `tegula load` for BENCH_DURATION seconds (default 60) with BENCH_CLIENTS
-# keep-alive clients (default 3000), 20% precertificates, every SCT verified. Prints the
+# keep-alive clients (default 4000: each waits about one period, so clients ÷ period bounds the rate), 20% precertificates, every SCT verified. Prints the
 # figures and appends them, with the machine, to docs/performance.md.
 #
 #   tests/bench/run.sh [BUILD]     BENCH_DURATION, BENCH_CLIENTS, BENCH_THREADS (load threads,
@@ -15,7 +15,7 @@ bench_dir=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$bench_dir/../.." && pwd)
 export TEGULA_BUILD=$(cd "$build" && pwd)
 duration=${BENCH_DURATION:-60}
-clients=${BENCH_CLIENTS:-3000}
+clients=${BENCH_CLIENTS:-4000}
 threads=${BENCH_THREADS:-1}
 TG_PERIOD_MS=${BENCH_PERIOD_MS:-1000}
 
