@@ -15,7 +15,15 @@
  *
  * Threads: completion callbacks and handlers run on NNG's worker threads. They must be
  * short and must never block on another RPC (no rpc_call_sync, no rpc_*_close inside them);
- * starting new asynchronous calls and replying are fine. */
+ * starting new asynchronous calls and replying are fine.
+ *
+ * NNG 1.5.2 (Debian 12) defects this module works around: closing a socket while another
+ * thread is still inside nng_ctx_send/recv on it crashes (close waits for those calls); a
+ * dialer can stop redialling after a connection dies while being set up (the client
+ * replaces a dialer that stays disconnected); pipe events can arrive removal-first. One it
+ * cannot: a connection reset while NNG is still writing to it (e.g. a request over the
+ * server's size limit) can wedge NNG's reaper, after which closing that process's sockets
+ * blocks. Fixed upstream in NNG 1.6.0; clients refuse oversized requests to avoid it. */
 #ifndef TEGULA_RPC_H
 #define TEGULA_RPC_H
 
