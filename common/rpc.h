@@ -23,7 +23,8 @@
  * replaces a dialer that stays disconnected); pipe events can arrive removal-first. One it
  * cannot: a connection reset while NNG is still writing to it (e.g. a request over the
  * server's size limit) can wedge NNG's reaper, after which closing that process's sockets
- * blocks. Fixed upstream in NNG 1.6.0; clients refuse oversized requests to avoid it. */
+ * blocks (apparently nng PR #1636, in 1.6.0). Clients refuse oversized requests, the one
+ * trigger this code controls. */
 #ifndef TEGULA_RPC_H
 #define TEGULA_RPC_H
 
