@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -27,6 +28,7 @@ const char *rpc_status_name(rpc_status status)
     case RPC_PROTOCOL: return "protocol";
     case RPC_BUSY: return "busy";
     case RPC_CLOSED: return "closed";
+    case RPC_TOO_LARGE: return "too_large";
     case RPC_INTERNAL: return "internal";
     }
     return "unknown";
@@ -133,6 +135,9 @@ typedef struct call_slot {
     nng_ctx ctx;
     nng_aio *aio;
     enum call_phase phase;
+    /* Under client->mu: 1 while the call is outstanding or its done runs, plus 1 while a
+     * thread is inside an nng_ctx_* call on this slot. The slot is free (reusable) at 0. */
+    int refs;
     int64_t deadline_ms;
     rpc_done_fn done;
     void *arg;
@@ -154,34 +159,123 @@ struct rpc_client {
     bool closing;
     int outstanding; /* started calls whose done has not been called yet */
     int active;      /* slots in use: outstanding calls plus done callbacks still running */
+    /* Threads inside nng_ctx_send/recv. NNG 1.5.2 can crash if a socket is closed while a
+     * thread is still inside one of those (even after the operation itself completed on
+     * another thread), so close first stops new ones and waits for these to return. */
+    int in_nng;
     call_slot *free_slots;
     call_slot *all_slots;
 
     /* Pipe set, under its own lock: NNG runs pipe callbacks with socket locks held, so they
      * must not wait on anything that is held while calling into NNG. */
     pthread_mutex_t pipe_mu;
-    uint32_t pipe_ids[TRACKED_PIPES];
+    uint32_t pipe_ids[TRACKED_PIPES]; /* live */
     int pipe_count;
+    uint32_t gone_ids[TRACKED_PIPES]; /* removed before they were reported added */
+    int gone_count;
+    int64_t down_since_ms; /* when the last pipe went (or the client opened); 0 while up */
+
+    /* Dialer watchdog. NNG 1.5.2's dialer can stop redialling for good when a connection is
+     * dropped while it is still being set up (a peer that accepts and hangs up at once, or
+     * kicks the very first request); a dialer that has had no connection for stuck_ms is
+     * replaced. The dialer handle is only touched by open and by this aio's callback. */
+    nng_aio *watch_aio;
+    int stuck_ms;
+    char url[256];
 };
+
+static bool pipe_id_take(uint32_t *ids, int *n, uint32_t id)
+{
+    for (int i = 0; i < *n; i++) {
+        if (ids[i] == id) {
+            ids[i] = ids[--*n];
+            return true;
+        }
+    }
+    return false;
+}
 
 static void client_pipe_event(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 {
     rpc_client *c = arg;
     uint32_t id = (uint32_t)nng_pipe_id(pipe);
+    bool up = false, down = false;
     pthread_mutex_lock(&c->pipe_mu);
     if (ev == NNG_PIPE_EV_ADD_POST) {
-        if (c->pipe_count < TRACKED_PIPES)
+        /* NNG may report a pipe's removal before its addition when it closes at once. */
+        if (!pipe_id_take(c->gone_ids, &c->gone_count, id) && c->pipe_count < TRACKED_PIPES) {
             c->pipe_ids[c->pipe_count++] = id;
+            up = true;
+        }
     } else if (ev == NNG_PIPE_EV_REM_POST) {
-        /* Only pipes seen added count: one rejected during negotiation never was. */
-        for (int i = 0; i < c->pipe_count; i++) {
-            if (c->pipe_ids[i] == id) {
-                c->pipe_ids[i] = c->pipe_ids[--c->pipe_count];
-                break;
-            }
+        if (pipe_id_take(c->pipe_ids, &c->pipe_count, id)) {
+            down = true;
+        } else {
+            if (c->gone_count == TRACKED_PIPES) /* forget the oldest */
+                pipe_id_take(c->gone_ids, &c->gone_count, c->gone_ids[0]);
+            c->gone_ids[c->gone_count++] = id;
         }
     }
+    if (up)
+        c->down_since_ms = 0;
+    else if (down && c->pipe_count == 0)
+        c->down_since_ms = monotonic_ms();
     pthread_mutex_unlock(&c->pipe_mu);
+    if (up)
+        log_info("rpc connection up", "peer=%s pipe=%u", c->url, id);
+    if (down)
+        log_info("rpc connection down", "peer=%s pipe=%u", c->url, id);
+}
+
+static void client_watch(void *arg)
+{
+    rpc_client *c = arg;
+    if (nng_aio_result(c->watch_aio) != 0)
+        return; /* stopped by close */
+    pthread_mutex_lock(&c->mu);
+    bool closing = c->closing;
+    pthread_mutex_unlock(&c->mu);
+    if (closing)
+        return;
+    pthread_mutex_lock(&c->pipe_mu);
+    int64_t now = monotonic_ms();
+    bool stuck = c->pipe_count == 0 && c->down_since_ms != 0 && now - c->down_since_ms >= c->stuck_ms;
+    if (stuck)
+        c->down_since_ms = now; /* give the new dialer its own stuck_ms */
+    pthread_mutex_unlock(&c->pipe_mu);
+    if (stuck) {
+        /* Also what happens while the peer is simply down: then it only restarts the retry. */
+        log_debug("rpc dialer restarted after a long disconnection", "peer=%s", c->url);
+        nng_dialer old = c->dialer;
+        int rv = nng_dial(c->sock, c->url, &c->dialer, NNG_FLAG_NONBLOCK);
+        if (rv != 0) {
+            c->dialer = old;
+            log_warn("rpc dialer restart failed", "peer=%s err=\"%s\"", c->url, nng_strerror(rv));
+        } else {
+            nng_dialer_close(old);
+        }
+    }
+    nng_sleep_aio(c->stuck_ms / 2, c->watch_aio);
+}
+
+/* Drops a slot reference, and the in_nng count when leaving an NNG call. */
+static void slot_unref(call_slot *s, bool leaving_nng)
+{
+    rpc_client *c = s->client;
+    pthread_mutex_lock(&c->mu);
+    if (leaving_nng && --c->in_nng == 0 && c->closing)
+        pthread_cond_broadcast(&c->idle);
+    if (--s->refs == 0) {
+        s->phase = CALL_IDLE;
+        s->done = NULL;
+        s->arg = NULL;
+        s->next_free = c->free_slots;
+        c->free_slots = s;
+        c->active--;
+        if (c->active == 0)
+            pthread_cond_broadcast(&c->idle);
+    }
+    pthread_mutex_unlock(&c->mu);
 }
 
 static void call_finish(call_slot *s, rpc_status status, Tegula__Envelope *reply)
@@ -196,16 +290,7 @@ static void call_finish(call_slot *s, rpc_status status, Tegula__Envelope *reply
     c->outstanding--;
     pthread_mutex_unlock(&c->mu);
     done(arg, status, reply);
-    pthread_mutex_lock(&c->mu);
-    s->phase = CALL_IDLE;
-    s->done = NULL;
-    s->arg = NULL;
-    s->next_free = c->free_slots;
-    c->free_slots = s;
-    c->active--;
-    if (c->active == 0)
-        pthread_cond_broadcast(&c->idle);
-    pthread_mutex_unlock(&c->mu);
+    slot_unref(s, false);
 }
 
 /* Whatever NNG reports while the socket is being torn down, the caller's answer is "closed". */
@@ -229,7 +314,20 @@ static void call_aio_done(void *arg)
             s->phase = CALL_RECEIVING;
             int64_t left = s->deadline_ms - monotonic_ms();
             nng_aio_set_timeout(s->aio, (nng_duration)(left < 1 ? 1 : left));
+            rpc_client *c = s->client;
+            pthread_mutex_lock(&c->mu);
+            bool closing = c->closing;
+            if (!closing) {
+                s->refs++;
+                c->in_nng++;
+            }
+            pthread_mutex_unlock(&c->mu);
+            if (closing) {
+                call_finish(s, RPC_CLOSED, NULL);
+                return;
+            }
             nng_ctx_recv(s->ctx, s->aio);
+            slot_unref(s, true);
             return;
         }
         /* Not sent: the message comes back to us. */
@@ -301,6 +399,7 @@ rpc_client *rpc_client_open(const char *url, const rpc_client_options *opts, err
     }
     if (opts != NULL)
         c->opts = *opts;
+    snprintf(c->url, sizeof c->url, "%s", url);
     if (c->opts.max_outstanding <= 0)
         c->opts.max_outstanding = 16384;
     if (c->opts.reconnect_min_ms <= 0)
@@ -338,10 +437,17 @@ rpc_client *rpc_client_open(const char *url, const rpc_client_options *opts, err
         goto fail;
     }
     /* Non-blocking: a peer that is down now is simply redialled until it comes up. */
+    c->down_since_ms = monotonic_ms();
     if ((rv = nng_dial(c->sock, url, &c->dialer, NNG_FLAG_NONBLOCK)) != 0) {
         error_set(err, "dialling %s: %s", url, nng_strerror(rv));
         goto fail;
     }
+    c->stuck_ms = 3 * c->opts.reconnect_max_ms < 1000 ? 1000 : 3 * c->opts.reconnect_max_ms;
+    if ((rv = nng_aio_alloc(&c->watch_aio, client_watch, c)) != 0) {
+        error_set(err, "allocating an aio: %s", nng_strerror(rv));
+        goto fail;
+    }
+    nng_sleep_aio(c->stuck_ms / 2, c->watch_aio);
     return c;
 
 fail:
@@ -357,8 +463,10 @@ fail_nosock:
 rpc_status rpc_call(rpc_client *c, const Tegula__Envelope *req, int timeout_ms, rpc_done_fn done,
                     void *arg)
 {
+    if (tegula__envelope__get_packed_size(req) > c->opts.max_message_bytes)
+        return RPC_TOO_LARGE;
     nng_msg *msg;
-    if (rpc_envelope_to_msg(req, &msg, NULL) != 0)
+    if (done == NULL || rpc_envelope_to_msg(req, &msg, NULL) != 0)
         return RPC_INTERNAL;
     if (timeout_ms < 1)
         timeout_ms = 1;
@@ -384,6 +492,8 @@ rpc_status rpc_call(rpc_client *c, const Tegula__Envelope *req, int timeout_ms, 
     }
     c->outstanding++;
     c->active++;
+    s->refs = 2; /* the call, and the nng_ctx_send below */
+    c->in_nng++;
     pthread_mutex_unlock(&c->mu);
 
     s->next_free = NULL;
@@ -396,9 +506,10 @@ rpc_status rpc_call(rpc_client *c, const Tegula__Envelope *req, int timeout_ms, 
         send_wait = c->opts.connect_wait_ms;
     nng_aio_set_msg(s->aio, msg);
     nng_aio_set_timeout(s->aio, send_wait);
-    /* active was raised above, so close waits for this call's callback even if it closes
-     * the socket before the send is posted (the send then fails with NNG_ECLOSED). */
+    /* The slot is referenced, so close waits for this call's callback even if it closes the
+     * socket before the send is posted (the send then fails with NNG_ECLOSED). */
     nng_ctx_send(s->ctx, s->aio);
+    slot_unref(s, true);
     return RPC_OK;
 }
 
@@ -484,6 +595,11 @@ void rpc_client_close(rpc_client *c)
     pthread_mutex_lock(&c->mu);
     c->closing = true;
     pthread_mutex_unlock(&c->mu);
+    nng_aio_free(c->watch_aio); /* stops the watchdog and waits for a running check */
+    pthread_mutex_lock(&c->mu);
+    while (c->in_nng > 0)
+        pthread_cond_wait(&c->idle, &c->mu);
+    pthread_mutex_unlock(&c->mu);
     /* Closing the socket completes every pending send and receive with NNG_ECLOSED. */
     nng_close(c->sock);
     pthread_mutex_lock(&c->mu);
@@ -528,6 +644,10 @@ struct rpc_server {
     pthread_mutex_t mu;
     pthread_cond_t cv; /* signalled while closing whenever a count below drops */
     bool closing;      /* no new receives, no new handler calls */
+    /* No NNG context calls any more: the socket is about to close. Every nng_ctx_* call is
+     * made with mu held, so once this is set under mu none is in progress (NNG 1.5.2 can
+     * crash closing a socket while a thread is inside nng_ctx_send/recv on it). */
+    bool sock_closing;
     bool closed;       /* socket closed: replies are discarded, tokens freed one by one */
     int contexts;      /* contexts not parked (receiving, handling, sending) */
     int receiving;
@@ -776,7 +896,11 @@ static void token_release(rpc_reply_token *t, nng_msg *msg)
     }
     /* The send is posted with the lock held so close cannot free the context meanwhile;
      * NNG completes it on another thread, which then waits for this lock. */
-    if (msg != NULL) {
+    if (srv->sock_closing) {
+        if (msg != NULL)
+            nng_msg_free(msg);
+        server_park(srv, t);
+    } else if (msg != NULL) {
         t->state = CTX_SENDING;
         srv->sending++;
         nng_aio_set_msg(t->aio, msg);
@@ -831,6 +955,7 @@ void rpc_server_close(rpc_server *srv, int wait_ms)
         pthread_cond_wait(&srv->cv, &srv->mu);
     if (srv->pending > 0)
         log_warn("rpc server closing with unanswered requests", "pending=%d", srv->pending);
+    srv->sock_closing = true;
     pthread_mutex_unlock(&srv->mu);
 
     nng_listener_close(srv->listener);

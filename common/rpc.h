@@ -15,7 +15,16 @@
  *
  * Threads: completion callbacks and handlers run on NNG's worker threads. They must be
  * short and must never block on another RPC (no rpc_call_sync, no rpc_*_close inside them);
- * starting new asynchronous calls and replying are fine. */
+ * starting new asynchronous calls and replying are fine.
+ *
+ * NNG 1.5.2 (Debian 12) defects this module works around: closing a socket while another
+ * thread is still inside nng_ctx_send/recv on it crashes (close waits for those calls); a
+ * dialer can stop redialling after a connection dies while being set up (the client
+ * replaces a dialer that stays disconnected); pipe events can arrive removal-first. One it
+ * cannot: a connection reset while NNG is still writing to it (e.g. a request over the
+ * server's size limit) can wedge NNG's reaper, after which closing that process's sockets
+ * blocks (apparently nng PR #1636, in 1.6.0). Clients refuse oversized requests, the one
+ * trigger this code controls. */
 #ifndef TEGULA_RPC_H
 #define TEGULA_RPC_H
 
@@ -42,6 +51,9 @@ typedef enum rpc_status {
     RPC_BUSY,
     /* The client is closing or closed. */
     RPC_CLOSED,
+    /* rpc_call only: the encoded request exceeds max_message_bytes; nothing was sent (a
+     * server drops the connection of a peer that sends more than its own limit). */
+    RPC_TOO_LARGE,
     /* Out of memory, a request that cannot be encoded, or an unexpected NNG failure. */
     RPC_INTERNAL,
 } rpc_status;
@@ -69,7 +81,8 @@ typedef struct rpc_client_options {
     int max_outstanding;      /* calls in flight before rpc_call says RPC_BUSY (16384) */
     int reconnect_min_ms;     /* first redial delay after a failure or a drop (100) */
     int reconnect_max_ms;     /* redial back-off ceiling (1000) */
-    size_t max_message_bytes; /* largest reply accepted (64 MiB) */
+    /* Largest request sent and reply accepted (64 MiB); keep it equal to the servers'. */
+    size_t max_message_bytes;
     /* How long a call may wait for a connection before it fails RPC_UNREACHABLE; 0 = until
      * the call's own deadline. */
     int connect_wait_ms;
@@ -84,7 +97,8 @@ typedef void (*rpc_done_fn)(void *arg, rpc_status status, Tegula__Envelope *repl
 rpc_client *rpc_client_open(const char *url, const rpc_client_options *opts, error *err);
 /* Sends req and returns RPC_OK: done will then run exactly once, within about timeout_ms
  * (the whole call: waiting for a connection, sending, the reply). Any other return value
- * (RPC_BUSY, RPC_CLOSED, RPC_INTERNAL) means nothing was sent and done will not run.
+ * (RPC_BUSY, RPC_TOO_LARGE, RPC_CLOSED, RPC_INTERNAL) means nothing was sent and done will
+ * not run.
  * req is encoded before rpc_call returns; the caller keeps ownership. */
 rpc_status rpc_call(rpc_client *client, const Tegula__Envelope *req, int timeout_ms,
                     rpc_done_fn done, void *arg);
@@ -93,7 +107,8 @@ rpc_status rpc_call(rpc_client *client, const Tegula__Envelope *req, int timeout
 rpc_status rpc_call_sync(rpc_client *client, const Tegula__Envelope *req, int timeout_ms,
                          Tegula__Envelope **reply);
 /* True while the client has a live connection to its peer (liveness, /readyz). NNG reports
- * a new connection a moment after it starts carrying calls, so this may briefly lag. */
+ * connections coming and going a moment after the fact, so this may briefly lag: a call
+ * made while it says true can still fail RPC_UNREACHABLE on a connection being torn down. */
 bool rpc_client_connected(rpc_client *client);
 /* Calls started and not yet completed. */
 int rpc_client_outstanding(rpc_client *client);

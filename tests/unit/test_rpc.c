@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -243,9 +245,10 @@ static rpc_client *client_for(int port, const rpc_client_options *opts)
 static void wait_connected(rpc_client *c, bool want)
 {
     int64_t deadline = now_ms() + WAIT_MS;
-    while (rpc_client_connected(c) != want && now_ms() < deadline)
+    bool seen;
+    while ((seen = rpc_client_connected(c)) != want && now_ms() < deadline)
         sleep_ms(5);
-    assert_true(rpc_client_connected(c) == want);
+    assert_true(seen == want);
 }
 
 /* A port nothing listens on (bound once, then released). */
@@ -394,6 +397,7 @@ static void test_envelope_codec_and_names(void **state)
     assert_string_equal(rpc_status_name(RPC_PROTOCOL), "protocol");
     assert_string_equal(rpc_status_name(RPC_BUSY), "busy");
     assert_string_equal(rpc_status_name(RPC_CLOSED), "closed");
+    assert_string_equal(rpc_status_name(RPC_TOO_LARGE), "too_large");
     assert_string_equal(rpc_proto_status_name(TEGULA__STATUS__STATUS_OK), "OK");
     assert_string_equal(rpc_proto_status_name(TEGULA__STATUS__STATUS_UNAVAILABLE), "UNAVAILABLE");
     assert_string_equal(rpc_proto_status_name(TEGULA__STATUS__STATUS_BAD_REQUEST), "BAD_REQUEST");
@@ -412,6 +416,17 @@ static void test_ping_pong(void **state)
     assert_int_equal(ping_sync(c, "frontend-1 again", 5000), RPC_OK);
     assert_int_equal(atomic_load(&ts.requests), 2);
     assert_int_equal(rpc_client_outstanding(c), 0);
+
+    /* Setup errors are reported, not fatal. */
+    error err = {{0}};
+    assert_null(rpc_client_open("not a url", NULL, &err));
+    assert_true(error_is_set(&err));
+    char url[64];
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", ts.port);
+    error_clear(&err);
+    assert_null(rpc_server_open(url, NULL, test_handler, &ts, &err)); /* port taken */
+    assert_true(error_is_set(&err));
+
     rpc_client_close(c);
     ts_stop(&ts, 1000);
 }
@@ -633,6 +648,13 @@ static void test_server_restart_mid_stream(void **state)
     group_destroy(&g2);
 }
 
+static void count_pipe_removal(nng_pipe pipe, nng_pipe_ev ev, void *arg)
+{
+    (void)pipe;
+    (void)ev;
+    atomic_fetch_add((atomic_int *)arg, 1);
+}
+
 static void test_garbage_does_not_crash_server(void **state)
 {
     (void)state;
@@ -658,11 +680,20 @@ static void test_garbage_does_not_crash_server(void **state)
     /* 2. Raw req: a message too short to carry a request id, and one whose backtrace never
      * ends (more hops than the TTL allows). */
     nng_socket raw;
+    atomic_int kicked;
+    atomic_init(&kicked, 0);
     assert_int_equal(nng_req0_open_raw(&raw), 0);
+    assert_int_equal(nng_pipe_notify(raw, NNG_PIPE_EV_REM_POST, count_pipe_removal, &kicked), 0);
     assert_int_equal(nng_dial(raw, url, NULL, 0), 0);
     nng_msg *m;
     assert_int_equal(nng_msg_alloc(&m, 2), 0);
     assert_int_equal(nng_sendmsg(raw, m, 0), 0);
+    /* The server hangs up on it. (Closing before the message left would also make NNG 1.5.2
+     * lose the message, which the leak checker reports.) */
+    int64_t deadline = now_ms() + WAIT_MS;
+    while (atomic_load(&kicked) == 0 && now_ms() < deadline)
+        sleep_ms(2);
+    assert_int_equal(atomic_load(&kicked), 1);
     nng_close(raw);
     assert_int_equal(nng_req0_open_raw(&raw), 0);
     assert_int_equal(nng_dial(raw, url, NULL, 0), 0);
@@ -670,23 +701,32 @@ static void test_garbage_does_not_crash_server(void **state)
     for (int i = 0; i < 20; i++)
         assert_int_equal(nng_msg_append_u32(m, 0x01020304), 0);
     assert_int_equal(nng_sendmsg(raw, m, 0), 0);
-    sleep_ms(50);
+    sleep_ms(200); /* let it leave before closing (see above) */
     nng_close(raw);
 
-    /* 3. Plain TCP that never speaks SP: HTTP, then a bogus SP header. */
+    /* 3. Plain TCP: HTTP; an SP greeting from the wrong protocol (rep, not req); a proper req
+     * greeting followed by a message announced at 64 MiB + 1 bytes, over the server's limit. */
     static const char *const streams[] = {
         "GET / HTTP/1.0\r\n\r\n",
-        "\x00SP\x00\x00\x31\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff",
+        "\x00SP\x00\x00\x31\x00\x00",
+        "\x00SP\x00\x00\x30\x00\x00\x00\x00\x00\x00\x04\x00\x00\x01",
     };
-    static const size_t stream_lens[] = {18, 16};
-    for (int i = 0; i < 2; i++) {
+    static const size_t stream_lens[] = {18, 8, 16};
+    for (int i = 0; i < 3; i++) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         assert_true(fd >= 0);
         struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)ts.port)};
         sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
         assert_int_equal(write(fd, streams[i], stream_lens[i]), (ssize_t)stream_lens[i]);
-        sleep_ms(20);
+        /* The server hangs up (after its own 8-byte greeting, if it got that far). */
+        struct timeval tv = {.tv_sec = WAIT_MS / 1000};
+        assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+        char sink[64];
+        ssize_t got;
+        while ((got = read(fd, sink, sizeof sink)) > 0)
+            ;
+        assert_true(got == 0 || errno == ECONNRESET);
         close(fd);
     }
 
@@ -951,18 +991,29 @@ static void test_large_messages(void **state)
     rpc_client_close(c);
     ts_stop(&ts, 1000);
 
-    /* Over the limit. */
-    rpc_server_options small = {.max_message_bytes = 1 << 20};
-    ts_start(&ts, 0, SERVE_ECHO, &small);
-    rpc_client_options copts = {.reconnect_min_ms = 20, .reconnect_max_ms = 100};
-    c = client_for(ts.port, &copts);
+    /* Over the limit: refused before anything is sent. (Sending it would make the server
+     * drop the connection, and NNG 1.5.2 can wedge a socket whose connection is reset while
+     * it is still writing; the server's own handling of oversized input is covered by the
+     * garbage test.) */
+    ts_start(&ts, 0, SERVE_ECHO, NULL);
+    rpc_client_options small = {.max_message_bytes = 1 << 20};
+    c = client_for(ts.port, &small);
     batch.n_entries = 16; /* 2 MiB */
-    assert_int_equal(rpc_call_sync(c, &env, 10000, &reply), RPC_UNREACHABLE);
-    assert_int_equal(atomic_load(&ts.requests), 0);
-    wait_connected(c, true);
+    call_group g;
+    group_init(&g);
+    call_record never;
+    atomic_init(&never.completions, 0);
+    never.group = &g;
+    assert_int_equal(rpc_call(c, &env, 10000, record_done, &never), RPC_TOO_LARGE);
+    assert_int_equal(rpc_call_sync(c, &env, 10000, &reply), RPC_TOO_LARGE);
+    assert_null(reply);
+    assert_int_equal(rpc_client_outstanding(c), 0);
     assert_int_equal(ping_sync(c, "small is fine", 5000), RPC_OK);
+    assert_int_equal(atomic_load(&ts.requests), 1);
+    assert_int_equal(atomic_load(&never.completions), 0);
     rpc_client_close(c);
     ts_stop(&ts, 1000);
+    group_destroy(&g);
     free(data);
 }
 
@@ -1054,5 +1105,8 @@ int main(void)
         cmocka_unit_test(test_large_messages),
         cmocka_unit_test(test_throughput_64_outstanding),
     };
+    /* TEGULA_TEST_FILTER="test_large*" runs a subset while debugging. */
+    if (getenv("TEGULA_TEST_FILTER") != NULL)
+        cmocka_set_test_filter(getenv("TEGULA_TEST_FILTER"));
     return cmocka_run_group_tests_name("rpc", tests, NULL, NULL);
 }
