@@ -85,23 +85,37 @@ echo "   part 1 done at $(elapsed)"
     --retries 100 --max-errors 100000000 --report 0 --out-scts "$TG_TMP/scts2" >"$TG_TMP/load2.out" 2>&1 &
 load_pid=$!
 TG_PIDS="$TG_PIDS $load_pid"
-size=$(tg_checkpoint_size $log)
-tg_wait_until 30 "entries under load" grows_past $((size + 100))
-sleep "0.$(($(tg_random) % 10))"
-seq=$(tg_child_pid sequencer-$log)
-others=$(tg_all_child_pids)
-# The sequencer first: tegula up restarts a child only after 250 ms, and it dies right after.
-kill -KILL "$seq" "$TG_UP_PID"
-for pid in $others; do tg_kill_if_ours "$pid"; done
-for pid in $others; do tg_wait_until 10 "pid $pid gone" gone "$pid"; done
-wait "$TG_UP_PID" 2>/dev/null || :
-TG_UP_PID=
-crashed_size=$(tg_checkpoint_size $log)
-rm -rf "$TG_TMP/data"
-check "kill -9 of the sequencer and everything else under load at $crashed_size entries; local data removed"
-tg_up
-tg_wait_until 60 "the log to grow after the restart" grows_past "$crashed_size"
-check "restarted on fresh local state: recovered from the S3 lock and staging, the log grows"
+# crash_fresh: kill -9 the sequencer (then tegula up, so nothing restarts it, and every other
+# child) at a random point of the period, remove all local state, start again without
+# --create and wait for the log to grow.
+crash_fresh() {
+    size=$(tg_checkpoint_size $log)
+    tg_wait_until 30 "entries under load" grows_past $((size + 50))
+    sleep "0.$(($(tg_random) % 10))"
+    seq=$(tg_child_pid sequencer-$log)
+    others=$(tg_all_child_pids)
+    # The sequencer first: tegula up restarts a child only after 250 ms, and it dies right after.
+    kill -KILL "$seq" "$TG_UP_PID"
+    for pid in $others; do tg_kill_if_ours "$pid"; done
+    for pid in $others; do tg_wait_until 10 "pid $pid gone" gone "$pid"; done
+    wait "$TG_UP_PID" 2>/dev/null || :
+    TG_UP_PID=
+    crashed_size=$(tg_checkpoint_size $log)
+    rm -rf "$TG_TMP/data"
+    tg_up
+    tg_wait_until 60 "the log to grow after the restart" grows_past "$crashed_size"
+}
+# The window between the lock CAS and the checkpoint upload is a small part of the period:
+# crash up to twice, until one restart had to finish a committed round from its staging
+# bundle (it happens at random; every crash must recover either way).
+crashes=0
+while [ $crashes -lt 2 ]; do
+    crash_fresh
+    crashes=$((crashes + 1))
+    grep -q 'msg="recovered the log" .*replayed=yes' "$TG_TMP/up.log" && break
+done
+replays=$(grep -c 'msg="recovered the log" .*replayed=yes' "$TG_TMP/up.log" || :)
+check "$crashes kill -9 crash(es) under load, each restarted with no local state: recovered from the S3 lock, the log grows ($replays replayed a committed round from its staging bundle)"
 sleep 2
 kill -TERM $load_pid
 wait_status $load_pid 300
