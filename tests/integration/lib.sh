@@ -3,7 +3,8 @@
 #
 #   tg_setup NAME          temp dir $TG_TMP, $TG_TEGULA, cleanup on exit (every process this
 #                          library started is stopped by PID; the temp dir is removed unless
-#                          TEGULA_KEEP_TMP=1; on failure the tail of the up log is shown)
+#                          TEGULA_KEEP_TMP=1; on failure the tail of the up log is shown;
+#                          TG_ON_EXIT: shell code run at cleanup, for what the test started)
 #   tg_need_roles          skip the test (exit 0, "SKIP") when the role binaries are not built
 #   tg_deploy [LOGS]       config $TG_CFG for LOGS temporal shards (default 2: log1, log2) on
 #                          free ports: log keys (keys/<log>.key, public keys/<log>.pem), two
@@ -88,6 +89,8 @@ tg_cleanup() {
     for pid in $(tg_all_child_pids) $TG_PIDS; do
         tg_kill_if_ours "$pid"
     done
+    # A test's own extra cleanup (e.g. stopping an S3 server it started), before the rm.
+    [ -z "${TG_ON_EXIT:-}" ] || eval "$TG_ON_EXIT" || :
     if [ "$status" -ne 0 ] && [ -f "$TG_TMP/up.log" ]; then
         echo "--- last lines of $TG_TMP/up.log:" >&2
         tail -n 60 "$TG_TMP/up.log" >&2
