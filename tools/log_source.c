@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "gzip.h"
+#include "storage.h"
 
 /* Tiles are ≤ a few MB; anything bigger than this is not a log object. */
 #define MAX_OBJECT_BYTES (64u << 20)
@@ -16,6 +17,7 @@
 struct log_source {
     char *base; /* directory path, or URL prefix ending in '/' */
     CURL *curl; /* NULL for directories; reused so connections are kept alive */
+    storage *store; /* s3:// buckets, read through the storage layer (signed requests) */
 };
 
 static bool is_http(const char *url)
@@ -29,6 +31,15 @@ log_source *log_source_open(const char *url, error *err)
     if (!src) {
         error_set(err, "out of memory");
         return NULL;
+    }
+    if (strncmp(url, "s3://", 5) == 0) {
+        /* The bucket may be private: only the storage layer signs its requests. */
+        src->store = storage_open(url, err);
+        if (!src->store) {
+            log_source_close(src);
+            return NULL;
+        }
+        return src;
     }
     if (is_http(url)) {
         size_t n = strlen(url);
@@ -48,7 +59,7 @@ log_source *log_source_open(const char *url, error *err)
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         log_source_close(src);
-        error_set(err, "%s: not a directory or http(s) URL", url);
+        error_set(err, "%s: not a directory, http(s) or s3 URL", url);
         return NULL;
     }
     src->base = strdup(dir);
@@ -61,6 +72,8 @@ void log_source_close(log_source *src)
         return;
     if (src->curl)
         curl_easy_cleanup(src->curl);
+    if (src->store)
+        storage_close(src->store);
     free(src->base);
     free(src);
 }
@@ -135,7 +148,13 @@ int log_source_get(log_source *src, const char *key, buffer *out, error *err)
 {
     buffer_reset(out);
     int rc;
-    if (src->curl) {
+    if (src->store) {
+        rc = storage_get(src->store, key, MAX_OBJECT_BYTES, out, err);
+        if (rc == STORAGE_NOT_FOUND)
+            rc = LOG_SOURCE_NOT_FOUND;
+        else if (rc != 0)
+            rc = -1;
+    } else if (src->curl) {
         rc = fetch_http(src, key, out, err);
     } else {
         char path[4096];

@@ -3,19 +3,23 @@
 #
 #   tg_setup NAME          temp dir $TG_TMP, $TG_TEGULA, cleanup on exit (every process this
 #                          library started is stopped by PID; the temp dir is removed unless
-#                          TEGULA_KEEP_TMP=1; on failure the tail of the up log is shown)
+#                          TEGULA_KEEP_TMP=1; on failure the tail of the up log is shown;
+#                          TG_ON_EXIT: shell code run at cleanup, for what the test started)
 #   tg_need_roles          skip the test (exit 0, "SKIP") when the role binaries are not built
 #   tg_deploy [LOGS]       config $TG_CFG for LOGS temporal shards (default 2: log1, log2) on
 #                          free ports: log keys (keys/<log>.key, public keys/<log>.pem), two
 #                          test CAs ($TG_TMP/ca-p256, $TG_TMP/ca-rsa2048, both roots accepted),
 #                          storage and locks under $TG_TMP/data/<log>/
+#                          (TG_S3=1: in the S3 bucket of tests/system/run.sh instead, see
+#                          tg_s3_url; local data/ then holds only batcher and sequencer state)
 #   tg_up [ARGS]           starts `tegula up -c $TG_CFG ARGS` in the background ($TG_UP_PID,
 #                          output in $TG_TMP/up.log) and waits for the frontend's /readyz
 #   tg_stop                SIGTERM to tegula up; waits (bounded) and asserts it exited 0, no
 #                          child is left and the up log is clean (tg_check_log)
 #
 # Facts for tests: $TG_URL (http://127.0.0.1:<frontend port>), tg_prefix LOG (submission
-# prefix), tg_storage LOG (storage dir), tg_pubkey LOG, tg_not_after LOG (an RFC 3339 time
+# prefix), tg_storage LOG (storage dir), tg_storage_url LOG (what fsck --url takes: the
+# storage dir, or its s3:// URL), tg_s3_get KEY FILE (TG_S3=1: a signed GET of a bucket key), tg_pubkey LOG, tg_not_after LOG (an RFC 3339 time
 # inside the log's window), tg_child_pid NAME (pid of a child of tegula up, e.g. batcher-0),
 # tg_checkpoint_ts LOG / tg_checkpoint_size LOG (from the stored checkpoint).
 # Assertions: check MSG (counts and prints), fail MSG (exits 1).
@@ -85,6 +89,8 @@ tg_cleanup() {
     for pid in $(tg_all_child_pids) $TG_PIDS; do
         tg_kill_if_ours "$pid"
     done
+    # A test's own extra cleanup (e.g. stopping an S3 server it started), before the rm.
+    [ -z "${TG_ON_EXIT:-}" ] || eval "$TG_ON_EXIT" || :
     if [ "$status" -ne 0 ] && [ -f "$TG_TMP/up.log" ]; then
         echo "--- last lines of $TG_TMP/up.log:" >&2
         tail -n 60 "$TG_TMP/up.log" >&2
@@ -175,8 +181,8 @@ tg_deploy() {
     roots: roots.pem
     not_after_start: $(tg_date $((200 * i - 210)))
     not_after_limit: $(tg_date $((200 * i - 10)))
-    storage: file:data/$log/storage
-    lock: file:data/$log/lock
+    storage: $(tg_storage_config $log)
+    lock: $(tg_lock_config $log)
     sequencer: tcp://127.0.0.1:$((TG_PORT_BASE + 4 + i))
     period_ms: ${TG_PERIOD_MS:-200}
 EOF
@@ -198,6 +204,43 @@ EOF
     } >"$TG_CFG"
     # --http-base for tegula up: batchers, then sequencers, after the NNG ports.
     TG_HTTP_BASE=$((TG_PORT_BASE + 5 + count))
+}
+
+# ---- S3 (TG_S3=1, under tests/system/run.sh: TEGULA_S3_ENDPOINT, TEGULA_S3_REGION,
+# TEGULA_S3_BUCKET and the AWS_* credentials in the environment). Every log of a test lives
+# below a key prefix unique to that test (its temp dir's name), so tests share one bucket.
+tg_s3_prefix() { basename "$TG_TMP"; }
+# tg_s3_url PATH: the s3:// URL of PATH below the test's prefix.
+tg_s3_url() {
+    echo "s3://$TEGULA_S3_BUCKET/$(tg_s3_prefix)/$1?endpoint=$TEGULA_S3_ENDPOINT&region=$TEGULA_S3_REGION&path_style=true"
+}
+tg_storage_config() {
+    if [ "${TG_S3:-0}" = 1 ]; then tg_s3_url "$1"; else echo "file:data/$1/storage"; fi
+}
+tg_lock_config() {
+    if [ "${TG_S3:-0}" = 1 ]; then tg_s3_url "$1-lock/checkpoint"; else echo "file:data/$1/lock"; fi
+}
+# tg_s3_get KEY FILE: signed GET of KEY (below the test's prefix) into FILE; prints the HTTP
+# status (000 when the server does not answer).
+tg_s3_get() {
+    curl -sS -o "$2" -w '%{http_code}' --max-time 10 \
+        --aws-sigv4 "aws:amz:$TEGULA_S3_REGION:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+        -H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" \
+        "$TEGULA_S3_ENDPOINT/$TEGULA_S3_BUCKET/$(tg_s3_prefix)/$1" 2>/dev/null || :
+}
+tg_storage_url() {
+    if [ "${TG_S3:-0}" = 1 ]; then tg_s3_url "$1"; else tg_storage "$1"; fi
+}
+# tg_checkpoint_file LOG: path of (a fresh copy of) the stored checkpoint; may not exist.
+tg_checkpoint_file() {
+    if [ "${TG_S3:-0}" = 1 ]; then
+        rm -f "$TG_TMP/checkpoint.$1"
+        [ "$(tg_s3_get "$1/checkpoint" "$TG_TMP/checkpoint.$1.new")" = 200 ] &&
+            mv "$TG_TMP/checkpoint.$1.new" "$TG_TMP/checkpoint.$1"
+        echo "$TG_TMP/checkpoint.$1"
+    else
+        echo "$(tg_storage "$1")/checkpoint"
+    fi
 }
 
 tg_prefix() { echo "$TG_URL/$1/"; }
@@ -278,7 +321,7 @@ tg_stop() {
 
 # The stored checkpoint's RFC6962NoteSignature timestamp (ms) and tree size.
 tg_checkpoint_ts() {
-    cp=$(tg_storage "$1")/checkpoint
+    cp=$(tg_checkpoint_file "$1")
     [ -f "$cp" ] || { echo 0; return 0; }
     sig=$(sed -n 's/^— [^ ]* \([A-Za-z0-9+/=]*\)$/\1/p' "$cp" | head -n 1)
     ts=0
@@ -289,7 +332,7 @@ tg_checkpoint_ts() {
 }
 
 tg_checkpoint_size() {
-    cp=$(tg_storage "$1")/checkpoint
+    cp=$(tg_checkpoint_file "$1")
     [ -f "$cp" ] || { echo 0; return 0; }
     sed -n 2p "$cp"
 }

@@ -1,0 +1,207 @@
+#!/bin/sh
+# The whole write path on S3 storage and an S3 lock (the Ceph RGW tests/system/run.sh started),
+# each part bounded in time and stopping everything it started:
+#   1. tegula up --create on s3:// storage and lock; certificates and precertificates
+#      submitted with every SCT verified; tegula fsck over s3:// (--scts), and the RFC 6962
+#      layer (get-sth, get-entries) served from S3 by the frontend;
+#   2. kill -9 of the sequencer (and of tegula up, so nothing restarts it) under load, then a
+#      restart with no local state at all (data/ removed): recovery from the S3 lock and the
+#      staging bundle; every SCT returned before is in the log (fsck --scts);
+#   3. an RGW outage under load: submissions get 503 (no SCT without publication), the log
+#      continues once the gateway is back, every returned SCT is in the log;
+#   4. two sequencers racing on the S3 lock, each with its own data directory: exactly one
+#      keeps committing, the other exits non-zero on the lost CAS; no fork (fsck passes and
+#      the lock holds exactly the published checkpoint).
+set -eu
+: "${TEGULA_BUILD:?run through tests/system/run.sh}" "${TEGULA_S3_ENDPOINT:?}" "${TEGULA_S3_DIR:?}"
+. "$(dirname "$0")/../integration/lib.sh"
+tg_setup s3wp
+tg_need_roles
+TG_S3=1
+TG_PERIOD_MS=200 tg_deploy 1
+log=log1
+s3_server=${TEGULA_S3_SERVER_SCRIPT:-$(dirname "$0")/s3-server.sh}
+t0=$(date +%s%N)
+elapsed() { echo "$(( ($(date +%s%N) - t0) / 1000000 )) ms"; }
+
+load() {
+    "$TG_TEGULA" load --url "$(tg_prefix $log)" --ca-dir "$TG_TMP/ca-p256" \
+        --key "$(tg_pubkey $log)" --not-after "$(tg_not_after $log)" --threads 1 "$@"
+}
+# fsck_scts FILE: fsck over s3:// with every SCT in FILE; prints fsck's line.
+fsck_scts() {
+    out=$(timeout 120 "$TG_TEGULA" fsck --url "$(tg_storage_url $log)" --key "$(tg_pubkey $log)" \
+        --scts "$1" 2>&1) || fail "fsck over S3: $out"
+    n=$(wc -l <"$1" | tr -d ' ')
+    echo "$out" | grep -q "all $n SCTs found" || fail "fsck --scts over S3: $out"
+    echo "$out"
+}
+grows_past() { [ "$(tg_checkpoint_size $log)" -gt "$1" ]; }
+# wait_status PID TENTHS: waits (bounded) for a background pid; its exit status in $status.
+wait_status() {
+    i=0
+    while [ $i -lt "$2" ] && kill -0 "$1" 2>/dev/null; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    kill -0 "$1" 2>/dev/null && fail "pid $1 still runs after $(($2 / 10)) s"
+    set +e
+    wait "$1"
+    status=$?
+    set -e
+}
+gone() { ! kill -0 "$1" 2>/dev/null; }
+
+# ---- 1. the write path on S3
+tg_up --create
+grep -q "s3://" "$TG_CFG" || fail "the config does not use s3://"
+out=$(load --clients 16 --count 400 --precert-ratio 0.3 --quiet --out-scts "$TG_TMP/scts1") ||
+    fail "load: $out"
+echo "$out" | grep -q '^RESULT ok=400 .* errors=0 ' || fail "load: $out"
+check "400 submissions (30% precertificates) on S3 storage and lock, every SCT verified"
+[ "$(tg_s3_get "$log/checkpoint" "$TG_TMP/cp")" = 200 ] || fail "no checkpoint in the bucket"
+[ ! -e "$TG_TMP/data/$log/storage" ] || fail "tiles were written locally"
+check "the checkpoint is in the bucket, nothing of the log on local disk"
+fsck_scts "$TG_TMP/scts1"
+check "tegula fsck over s3:// verifies the log and finds all 400 SCTs"
+size=$(tg_checkpoint_size $log)
+sth=$(curl -fsS --max-time 10 "$(tg_prefix $log)ct/v1/get-sth") || fail "get-sth"
+[ "$(echo "$sth" | jq -r .tree_size)" -ge "$size" ] || fail "get-sth tree_size: $sth"
+entries=$(curl -fsS --max-time 10 "$(tg_prefix $log)ct/v1/get-entries?start=0&end=9") ||
+    fail "get-entries"
+[ "$(echo "$entries" | jq '.entries | length')" = 10 ] || fail "get-entries: $entries"
+# Entry 0's leaf_input must hash to the leaf hash its SCT named (RFC 6962 leaf hash:
+# SHA-256(0x00 || MerkleTreeLeaf)).
+want=$(awk '$1 == 0 { print $3 }' "$TG_TMP/scts1")
+got=$( (printf '\000'; echo "$entries" | jq -r '.entries[0].leaf_input' | base64 -d) |
+    openssl dgst -sha256 -r | cut -d' ' -f1)
+[ -n "$want" ] && [ "$want" = "$got" ] || fail "get-entries leaf 0: hash $got, SCT says $want"
+check "RFC 6962 from S3: get-sth (tree_size $(echo "$sth" | jq -r .tree_size)), get-entries 0-9, leaf 0 matches its SCT"
+echo "   part 1 done at $(elapsed)"
+
+# ---- 2. kill -9 of the sequencer mid-round, restart with nothing local
+"$TG_TEGULA" load --url "$(tg_prefix $log)" --ca-dir "$TG_TMP/ca-p256" --key "$(tg_pubkey $log)" \
+    --not-after "$(tg_not_after $log)" --threads 1 --clients 32 --duration 120 --timeout 15 \
+    --retries 100 --max-errors 100000000 --report 0 --out-scts "$TG_TMP/scts2" >"$TG_TMP/load2.out" 2>&1 &
+load_pid=$!
+TG_PIDS="$TG_PIDS $load_pid"
+# crash_fresh: kill -9 the sequencer (then tegula up, so nothing restarts it, and every other
+# child) at a random point of the period, remove all local state, start again without
+# --create and wait for the log to grow.
+crash_fresh() {
+    size=$(tg_checkpoint_size $log)
+    tg_wait_until 30 "entries under load" grows_past $((size + 50))
+    sleep "0.$(($(tg_random) % 10))"
+    seq=$(tg_child_pid sequencer-$log)
+    others=$(tg_all_child_pids)
+    # The sequencer first: tegula up restarts a child only after 250 ms, and it dies right after.
+    kill -KILL "$seq" "$TG_UP_PID"
+    for pid in $others; do tg_kill_if_ours "$pid"; done
+    for pid in $others; do tg_wait_until 10 "pid $pid gone" gone "$pid"; done
+    wait "$TG_UP_PID" 2>/dev/null || :
+    TG_UP_PID=
+    crashed_size=$(tg_checkpoint_size $log)
+    rm -rf "$TG_TMP/data"
+    tg_up
+    tg_wait_until 60 "the log to grow after the restart" grows_past "$crashed_size"
+}
+# The window between the lock CAS and the checkpoint upload is a small part of the period:
+# crash up to twice, until one restart had to finish a committed round from its staging
+# bundle (it happens at random; every crash must recover either way).
+crashes=0
+while [ $crashes -lt 2 ]; do
+    crash_fresh
+    crashes=$((crashes + 1))
+    grep -q 'msg="recovered the log" .*replayed=yes' "$TG_TMP/up.log" && break
+done
+replays=$(grep -c 'msg="recovered the log" .*replayed=yes' "$TG_TMP/up.log" || :)
+check "$crashes kill -9 crash(es) under load, each restarted with no local state: recovered from the S3 lock, the log grows ($replays replayed a committed round from its staging bundle)"
+sleep 2
+kill -TERM $load_pid
+wait_status $load_pid 300
+grep -q ' bad_sct=0 ' "$TG_TMP/load2.out" || fail "a returned SCT did not verify: $(tail -n 3 "$TG_TMP/load2.out")"
+[ "$status" -eq 0 ] || fail "load exited $status: $(tail -n 3 "$TG_TMP/load2.out")"
+echo "   part 2 done at $(elapsed)"
+
+# ---- 3. RGW outage under load
+"$TG_TEGULA" load --url "$(tg_prefix $log)" --ca-dir "$TG_TMP/ca-p256" --key "$(tg_pubkey $log)" \
+    --not-after "$(tg_not_after $log)" --threads 1 --clients 16 --duration 120 --timeout 25 \
+    --retries 1000 --retry-after-max 1 --max-errors 100000000 --report 0 \
+    --out-scts "$TG_TMP/scts3" >"$TG_TMP/load3.out" 2>&1 &
+load_pid=$!
+TG_PIDS="$TG_PIDS $load_pid"
+size=$(tg_checkpoint_size $log)
+tg_wait_until 30 "entries before the outage" grows_past $((size + 50))
+"$TG_TEGULA" mkchain --ca-dir "$TG_TMP/ca-p256" --leaf --not-after "$(tg_not_after $log)" \
+    --json "$TG_TMP/outage.json" >/dev/null 2>&1 || fail "mkchain"
+"$s3_server" stop-rgw "$TEGULA_S3_DIR"
+down_at=$(date +%s)
+code=$(curl -sS -o "$TG_TMP/outage.out" -w '%{http_code}' --max-time 40 -H 'Content-Type: application/json' \
+    -d @"$TG_TMP/outage.json" "$(tg_prefix $log)ct/v1/add-chain" 2>/dev/null) || :
+# At least 4 s of outage, whatever the submission took.
+while [ $(($(date +%s) - down_at)) -lt 4 ]; do sleep 0.2; done
+"$s3_server" start-rgw "$TEGULA_S3_DIR" >/dev/null || fail "radosgw did not come back"
+[ "$code" = 503 ] || fail "a submission during the RGW outage got HTTP $code: $(head -c 300 "$TG_TMP/outage.out")"
+check "RGW stopped for $(($(date +%s) - down_at)) s: a submission got 503, no SCT"
+size=$(tg_checkpoint_size $log)
+tg_wait_until 90 "the log to grow after the outage" grows_past "$size"
+out=$(load --clients 8 --count 100 --quiet --out-scts "$TG_TMP/scts4") || fail "load after the outage: $out"
+echo "$out" | grep -q '^RESULT ok=100 .* errors=0 ' || fail "load after the outage: $out"
+check "the log continues after the outage: 100 more, every SCT verified"
+kill -TERM $load_pid
+wait_status $load_pid 300
+grep -q ' bad_sct=0 ' "$TG_TMP/load3.out" || fail "a returned SCT did not verify: $(tail -n 3 "$TG_TMP/load3.out")"
+[ "$status" -eq 0 ] || fail "load exited $status: $(tail -n 3 "$TG_TMP/load3.out")"
+echo "   part 3 done at $(elapsed)"
+
+TG_ALLOW_RESTARTS=1 # the outage may stop the sequencer on purpose; tegula up restarts it
+tg_stop
+cat "$TG_TMP/scts1" "$TG_TMP/scts2" "$TG_TMP/scts3" "$TG_TMP/scts4" >"$TG_TMP/scts"
+all=$(wc -l <"$TG_TMP/scts" | tr -d ' ')
+fsck_scts "$TG_TMP/scts"
+check "fsck over S3 after the crash and the outage: all $all SCTs ever returned are in the log"
+
+# ---- 4. two sequencers racing on the S3 lock
+port=$((TG_PORT_BASE + 10))
+for n in a b; do
+    sed -e "s#^    sequencer: tcp://127.0.0.1:.*#    sequencer: tcp://127.0.0.1:$port#" \
+        -e "s#^  data_dir: .*#  data_dir: data/race-$n#" "$TG_CFG" >"$TG_TMP/race-$n.yaml"
+    port=$((port + 1))
+done
+size=$(tg_checkpoint_size $log)
+"$TG_BUILD/tegula-sequencer" -c "$TG_TMP/race-a.yaml" --log $log >"$TG_TMP/race-a.log" 2>&1 &
+pid_a=$!
+"$TG_BUILD/tegula-sequencer" -c "$TG_TMP/race-b.yaml" --log $log >"$TG_TMP/race-b.log" 2>&1 &
+pid_b=$!
+TG_PIDS="$TG_PIDS $pid_a $pid_b"
+# Empty rounds CAS a fresh checkpoint every period: whichever CASes second loses.
+i=0
+while [ $i -lt 300 ] && kill -0 $pid_a 2>/dev/null && kill -0 $pid_b 2>/dev/null; do
+    sleep 0.1
+    i=$((i + 1))
+done
+if ! kill -0 $pid_a 2>/dev/null; then loser=$pid_a winner=$pid_b lname=a; else loser=$pid_b winner=$pid_a lname=b; fi
+kill -0 $loser 2>/dev/null && fail "both racing sequencers still run after 30 s"
+wait_status $loser 10
+loser_status=$status
+[ "$loser_status" -ne 0 ] || fail "the losing sequencer exited 0"
+grep -q "lost the lock" "$TG_TMP/race-$lname.log" ||
+    fail "sequencer $lname did not stop on the lock: $(tail -n 5 "$TG_TMP/race-$lname.log")"
+# The winner keeps committing: checkpoints keep changing after the loser stopped.
+ts=$(tg_checkpoint_ts $log)
+newer() { [ "$(tg_checkpoint_ts $log)" -gt "$ts" ]; }
+tg_wait_until 20 "the surviving sequencer to commit" newer
+kill -0 $winner 2>/dev/null || fail "the surviving sequencer stopped too"
+kill -TERM $winner
+wait_status $winner 300
+winner_status=$status
+[ "$winner_status" -eq 0 ] || fail "the surviving sequencer exited $winner_status after SIGTERM"
+check "two sequencers on the S3 lock: one lost the CAS and exited $loser_status, the other committed and stopped cleanly"
+out=$(timeout 120 "$TG_TEGULA" fsck --url "$(tg_storage_url $log)" --key "$(tg_pubkey $log)" 2>&1) ||
+    fail "fsck after the race: $out"
+[ "$(tg_s3_get "$log-lock/checkpoint" "$TG_TMP/lock")" = 200 ] || fail "cannot read the lock object"
+[ "$(tg_s3_get "$log/checkpoint" "$TG_TMP/published")" = 200 ] || fail "cannot read the checkpoint"
+cmp -s "$TG_TMP/lock" "$TG_TMP/published" || fail "no fork: the lock and the published checkpoint differ"
+[ "$(sed -n 2p "$TG_TMP/published")" -ge "$size" ] || fail "the tree shrank"
+check "no fork: fsck passes and the lock holds exactly the published checkpoint"
+echo "test_s3_writepath: $TG_CHECKS checks passed in $(elapsed)"
