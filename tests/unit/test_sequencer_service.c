@@ -188,7 +188,9 @@ static void test_batch_answered_after_round(void **state)
 {
     fixture *f = *state;
     call a, b;
+    /* Batch 1 is pooled before batch 2 is sent, so their indices come in that order. */
     send_batch(f, "svc", 1, 3, &a);
+    wait_pooled(f, 3);
     send_batch(f, "svc", 2, 2, &b);
     wait_pooled(f, 5);
     assert_false(call_is_done(&a)); /* no answer before the round is published */
