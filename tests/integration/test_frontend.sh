@@ -21,11 +21,25 @@ done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/tegula-test-frontend.XXXXXX")
 pids=""
+# Stops what this test started: SIGTERM, at most 20 s of grace, then SIGKILL, so a process
+# that hangs on stop fails the test instead of hanging it.
 cleanup() {
     for p in $pids; do
         kill -TERM "$p" 2>/dev/null || true
     done
+    i=0
+    while [ $i -lt 200 ]; do
+        alive=
+        for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [ -z "$alive" ] && break
+        sleep 0.1
+        i=$((i + 1))
+    done
     for p in $pids; do
+        if kill -0 "$p" 2>/dev/null; then
+            echo "FAIL: pid $p did not stop within 20 s of SIGTERM; killed" >&2
+            kill -KILL "$p" 2>/dev/null || true
+        fi
         wait "$p" 2>/dev/null || true
     done
     rm -rf "$tmp"
