@@ -86,9 +86,12 @@ check "tegula fsck verifies the whole log through the frontend: $(tail -n 1 "$TG
 
 # ---- RFC 6962 read layer.
 api() { curl -fsS "${prefix}ct/v1/$1"; }
-size=$(api get-sth | jq -r .tree_size)
-root=$(api get-sth | jq -r .sha256_root_hash)
-[ "$size" -ge 300 ] || fail "get-sth tree_size $size"
+# The layer re-reads the checkpoint at most once a second: wait until it has all 300.
+sth_has_300() { [ "$(api get-sth | jq -r .tree_size)" -ge 300 ]; }
+tg_wait_until 15 "get-sth to reach 300 entries" sth_has_300
+sth=$(api get-sth)
+size=$(echo "$sth" | jq -r .tree_size)
+root=$(echo "$sth" | jq -r .sha256_root_hash)
 check "get-sth tree_size $size"
 [ "$(api 'get-entries?start=250&end=280' | jq '.entries | length')" -eq 6 ] ||
     fail "get-entries 250..280 must stop at the tile end"

@@ -65,8 +65,12 @@ check "the checkpoint is in the bucket, nothing of the log on local disk"
 fsck_scts "$TG_TMP/scts1"
 check "tegula fsck over s3:// verifies the log and finds all 400 SCTs"
 size=$(tg_checkpoint_size $log)
-sth=$(curl -fsS --max-time 10 "$(tg_prefix $log)ct/v1/get-sth") || fail "get-sth"
-[ "$(echo "$sth" | jq -r .tree_size)" -ge "$size" ] || fail "get-sth tree_size: $sth"
+# The RFC 6962 layer re-reads the checkpoint at most once a second: poll until it has caught up.
+sth_caught_up() {
+    sth=$(curl -fsS --max-time 10 "$(tg_prefix $log)ct/v1/get-sth") &&
+        [ "$(echo "$sth" | jq -r .tree_size)" -ge "$size" ]
+}
+tg_wait_until 15 "get-sth to reach tree size $size" sth_caught_up
 entries=$(curl -fsS --max-time 10 "$(tg_prefix $log)ct/v1/get-entries?start=0&end=9") ||
     fail "get-entries"
 [ "$(echo "$entries" | jq '.entries | length')" = 10 ] || fail "get-entries: $entries"
