@@ -125,7 +125,7 @@ void hex_encode(char *out, const uint8_t *data, size_t len)
     out[2 * len] = 0;
 }
 
-static int nibble(char c)
+int hex_digit_value(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -141,7 +141,7 @@ int hex_decode(uint8_t *out, size_t want, const char *text, size_t len)
     if (len != 2 * want)
         return -1;
     for (size_t i = 0; i < want; i++) {
-        int hi = nibble(text[2 * i]), lo = nibble(text[2 * i + 1]);
+        int hi = hex_digit_value(text[2 * i]), lo = hex_digit_value(text[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         out[i] = (uint8_t)(hi << 4 | lo);

@@ -22,6 +22,8 @@ int base64_decode_exact(uint8_t *out, size_t want, const char *text, size_t len)
 
 /* Lowercase hex: out must hold 2*len+1 chars. */
 void hex_encode(char *out, const uint8_t *data, size_t len);
+/* The value of one hex digit (either case), or -1. */
+int hex_digit_value(char c);
 /* Decodes exactly 2*want hex digits (either case) into out. Returns 0 or -1. */
 int hex_decode(uint8_t *out, size_t want, const char *text, size_t len);
 

@@ -1,6 +1,8 @@
 /* ctile: tile-aligned get-entries cache, cached get-sth and pass-through for a legacy log. */
 #include "ctile.h"
 
+#include "base64.h"
+
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -244,17 +246,6 @@ fail:
 
 /* ---------- request parsing ---------- */
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes src[0..len) into out (at most out_size-1 bytes, NUL-terminated; '+' is a
  * space as in forms). -1 when malformed or too long. */
 static int query_decode(const char *src, size_t len, char *out, size_t out_size)
@@ -265,8 +256,8 @@ static int query_decode(const char *src, size_t len, char *out, size_t out_size)
         if (c == '%') {
             if (len - i < 3)
                 return -1;
-            int hi = hex_digit(src[i + 1]);
-            int lo = hex_digit(src[i + 2]);
+            int hi = hex_digit_value(src[i + 1]);
+            int lo = hex_digit_value(src[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             c = (char)(hi * 16 + lo);

@@ -345,17 +345,6 @@ typedef enum param_status {
     PARAM_MALFORMED = 2, /* bad percent-encoding or far too long */
 } param_status;
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes s[0..len) into out (cap bytes, NUL-terminated). */
 static bool percent_decode(const char *s, size_t len, char *out, size_t cap, size_t *out_len)
 {
@@ -365,7 +354,7 @@ static bool percent_decode(const char *s, size_t len, char *out, size_t cap, siz
         if (c == '%') {
             if (len - i < 3)
                 return false;
-            int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
+            int hi = hex_digit_value(s[i + 1]), lo = hex_digit_value(s[i + 2]);
             if (hi < 0 || lo < 0)
                 return false;
             c = (char)(hi << 4 | lo);
