@@ -15,6 +15,17 @@ int error_set(error *err, const char *fmt, ...)
     return -1;
 }
 
+int error_status(error *err, int status, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return status;
+}
+
 int error_wrap(error *err, const char *fmt, ...)
 {
     if (!err)

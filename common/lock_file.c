@@ -42,20 +42,6 @@ typedef struct file_lock {
     int holder_fd; /* -1 until claimed */
 } file_lock;
 
-static int status_error(int status, error *err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int status_error(int status, error *err, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return status;
-}
-
 static void version_of(const void *data, size_t len, char version[LOCK_VERSION_MAX])
 {
     uint8_t digest[SHA256_LEN];
@@ -67,13 +53,13 @@ static int serial_acquire(file_lock *fl, int *fd_out, error *err)
 {
     int fd = openat(fl->dir_fd, fl->serial_name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0)
-        return status_error(LOCK_ERROR, err, "opening %s.flock: %s", fl->path, strerror(errno));
+        return error_status(err, LOCK_ERROR, "opening %s.flock: %s", fl->path, strerror(errno));
     while (flock(fd, LOCK_EX) != 0) {
         if (errno == EINTR)
             continue;
         int e = errno;
         close(fd);
-        return status_error(LOCK_ERROR, err, "locking %s.flock: %s", fl->path, strerror(e));
+        return error_status(err, LOCK_ERROR, "locking %s.flock: %s", fl->path, strerror(e));
     }
     *fd_out = fd;
     return LOCK_OK;
@@ -90,26 +76,26 @@ static int read_current(file_lock *fl, buffer *content, char version[LOCK_VERSIO
     int fd = openat(fl->dir_fd, fl->leaf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT)
-            return status_error(LOCK_NOT_FOUND, err, "lock %s does not exist", fl->path);
-        return status_error(LOCK_ERROR, err, "opening lock %s: %s", fl->path, strerror(errno));
+            return error_status(err, LOCK_NOT_FOUND, "lock %s does not exist", fl->path);
+        return error_status(err, LOCK_ERROR, "opening lock %s: %s", fl->path, strerror(errno));
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > LOCK_CONTENT_MAX) {
         close(fd);
-        return status_error(LOCK_ERROR, err, "lock %s is not a regular file of at most %u bytes",
+        return error_status(err, LOCK_ERROR, "lock %s is not a regular file of at most %u bytes",
                             fl->path, LOCK_CONTENT_MAX);
     }
     buffer_reset(content);
     /* One byte of slack to notice a file larger than it claimed. */
     if (buffer_reserve(content, (size_t)st.st_size + 1) != 0) {
         close(fd);
-        return status_error(LOCK_ERROR, err, "reading lock %s: out of memory", fl->path);
+        return error_status(err, LOCK_ERROR, "reading lock %s: out of memory", fl->path);
     }
     for (;;) {
         size_t room = (size_t)st.st_size + 1 - content->len;
         if (room == 0) {
             close(fd);
-            return status_error(LOCK_ERROR, err, "lock %s changed size while read", fl->path);
+            return error_status(err, LOCK_ERROR, "lock %s changed size while read", fl->path);
         }
         ssize_t n = read(fd, content->data + content->len, room);
         if (n < 0 && errno == EINTR)
@@ -117,7 +103,7 @@ static int read_current(file_lock *fl, buffer *content, char version[LOCK_VERSIO
         if (n < 0) {
             int e = errno;
             close(fd);
-            return status_error(LOCK_ERROR, err, "reading lock %s: %s", fl->path, strerror(e));
+            return error_status(err, LOCK_ERROR, "reading lock %s: %s", fl->path, strerror(e));
         }
         if (n == 0)
             break;
@@ -135,7 +121,7 @@ static int temp_write(file_lock *fl, const void *data, size_t len, char temp[TEM
 {
     const char *step;
     if (temp_file_write_synced(fl->dir_fd, fl->leaf, 0644, data, len, temp, &step) != 0)
-        return status_error(LOCK_ERROR, err, "%s temporary file for lock %s: %s", step, fl->path,
+        return error_status(err, LOCK_ERROR, "%s temporary file for lock %s: %s", step, fl->path,
                             strerror(errno));
     return LOCK_OK;
 }
@@ -143,7 +129,7 @@ static int temp_write(file_lock *fl, const void *data, size_t len, char temp[TEM
 static int sync_dir(file_lock *fl, error *err)
 {
     if (fsync(fl->dir_fd) != 0)
-        return status_error(LOCK_ERROR, err,
+        return error_status(err, LOCK_ERROR,
                             "syncing the directory of lock %s: %s (the write may be lost)",
                             fl->path, strerror(errno));
     return LOCK_OK;
@@ -164,9 +150,9 @@ static int file_lock_create(lock *l, const void *data, size_t len,
          * even one written by something that ignores our flock. */
         if (linkat(fl->dir_fd, temp, fl->dir_fd, fl->leaf, 0) != 0) {
             if (errno == EEXIST)
-                rc = status_error(LOCK_CONFLICT, err, "lock %s already exists", fl->path);
+                rc = error_status(err, LOCK_CONFLICT, "lock %s already exists", fl->path);
             else
-                rc = status_error(LOCK_ERROR, err, "creating lock %s: %s", fl->path,
+                rc = error_status(err, LOCK_ERROR, "creating lock %s: %s", fl->path,
                                   strerror(errno));
         }
         unlinkat(fl->dir_fd, temp, 0);
@@ -192,14 +178,14 @@ static int file_lock_cas(lock *l, const char *expected, const void *data, size_t
     rc = read_current(fl, &current, version, err);
     buffer_free(&current);
     if (rc == LOCK_OK && strcmp(version, expected) != 0)
-        rc = status_error(LOCK_CONFLICT, err,
+        rc = error_status(err, LOCK_CONFLICT,
                           "lock %s changed: stored version %.16s..., expected %.16s...", fl->path,
                           version, expected);
     if (rc == LOCK_OK) {
         char temp[TEMP_NAME_MAX];
         rc = temp_write(fl, data, len, temp, err);
         if (rc == LOCK_OK && renameat(fl->dir_fd, temp, fl->dir_fd, fl->leaf) != 0) {
-            rc = status_error(LOCK_ERROR, err, "replacing lock %s: %s", fl->path,
+            rc = error_status(err, LOCK_ERROR, "replacing lock %s: %s", fl->path,
                               strerror(errno));
             unlinkat(fl->dir_fd, temp, 0);
         }
@@ -227,7 +213,7 @@ static int file_lock_claim(lock *l, error *err)
         goto done;
     int fd = openat(fl->dir_fd, fl->holder_name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0) {
-        rc = status_error(LOCK_ERROR, err, "opening %s.holder: %s", fl->path, strerror(errno));
+        rc = error_status(err, LOCK_ERROR, "opening %s.holder: %s", fl->path, strerror(errno));
         goto done;
     }
     while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -241,12 +227,12 @@ static int file_lock_claim(lock *l, error *err)
             while (end > 0 && (pid[end - 1] == '\n' || pid[end - 1] == ' '))
                 end--;
             pid[end] = 0;
-            rc = status_error(LOCK_HELD, err,
+            rc = error_status(err, LOCK_HELD,
                               "lock %s is held by another sequencer (pid %s); refusing to run "
                               "a second one",
                               fl->path, end ? pid : "unknown");
         } else {
-            rc = status_error(LOCK_ERROR, err, "claiming %s.holder: %s", fl->path, strerror(e));
+            rc = error_status(err, LOCK_ERROR, "claiming %s.holder: %s", fl->path, strerror(e));
         }
         close(fd);
         goto done;

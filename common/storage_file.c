@@ -31,29 +31,14 @@ typedef struct file_storage {
 #define IO_CHUNK (1u << 20)
 
 
-static int status_error(int status, error *err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Sets the reason and returns the given status, so failures read `return status_error(...)`. */
-static int status_error(int status, error *err, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return status;
-}
-
 static int report_errno(int e, const char *what, const char *key, error *err)
 {
     if (e == ENOENT || e == ENOTDIR)
-        return status_error(STORAGE_NOT_FOUND, err, "object %s not found", key);
+        return error_status(err, STORAGE_NOT_FOUND, "object %s not found", key);
     if (e == ELOOP)
-        return status_error(STORAGE_ERROR, err, "%s %s: refusing to follow a symbolic link",
+        return error_status(err, STORAGE_ERROR, "%s %s: refusing to follow a symbolic link",
                             what, key);
-    return status_error(STORAGE_ERROR, err, "%s %s: %s", what, key, strerror(e));
+    return error_status(err, STORAGE_ERROR, "%s %s: %s", what, key, strerror(e));
 }
 
 /* Reads at most `limit` bytes; returns the count, or -1 with errno. */
@@ -91,9 +76,9 @@ static int open_regular(int dir_fd, const char *leaf, const char *key, struct st
     if (!S_ISREG(st->st_mode)) {
         close(fd);
         if (S_ISDIR(st->st_mode))
-            return status_error(STORAGE_NOT_FOUND, err, "object %s not found (it is a directory)",
+            return error_status(err, STORAGE_NOT_FOUND, "object %s not found (it is a directory)",
                                 key);
-        return status_error(STORAGE_ERROR, err, "object %s is not a regular file", key);
+        return error_status(err, STORAGE_ERROR, "object %s is not a regular file", key);
     }
     *fd_out = fd;
     return STORAGE_OK;
@@ -151,7 +136,7 @@ static int file_get(storage *s, const char *key, size_t max_len, buffer *out, er
         return rc;
     if ((uint64_t)st.st_size > max_len) {
         close(fd);
-        return status_error(STORAGE_ERROR, err,
+        return error_status(err, STORAGE_ERROR,
                             "object %s is %" PRIu64 " bytes, over the %zu-byte limit", key,
                             (uint64_t)st.st_size, max_len);
     }
@@ -160,15 +145,15 @@ static int file_get(storage *s, const char *key, size_t max_len, buffer *out, er
     size_t limit = (size_t)st.st_size + 1;
     if (buffer_reserve(out, limit) != 0) {
         close(fd);
-        return status_error(STORAGE_ERROR, err, "reading %s: out of memory", key);
+        return error_status(err, STORAGE_ERROR, "reading %s: out of memory", key);
     }
     ssize_t n = read_up_to(fd, out->data, limit);
     int e = errno;
     close(fd);
     if (n < 0)
-        return status_error(STORAGE_ERROR, err, "reading %s: %s", key, strerror(e));
+        return error_status(err, STORAGE_ERROR, "reading %s: %s", key, strerror(e));
     if ((size_t)n > max_len)
-        return status_error(STORAGE_ERROR, err, "object %s grew over the %zu-byte limit while read",
+        return error_status(err, STORAGE_ERROR, "object %s grew over the %zu-byte limit while read",
                             key, max_len);
     out->len = (size_t)n;
     return STORAGE_OK;
@@ -255,23 +240,23 @@ static int dir_set_open(dir_set *set, const char *key, size_t dir_len, size_t *i
         if (mkdirat(parent_fd, name, 0755) == 0)
             set->items[parent].dirty = true; /* the new entry must survive a crash */
         else if (errno != EEXIST)
-            return status_error(STORAGE_ERROR, err, "creating directory for %s: %s", key,
+            return error_status(err, STORAGE_ERROR, "creating directory for %s: %s", key,
                                 strerror(errno));
         fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     }
     if (fd < 0) {
         int e = errno;
         if (e == ELOOP)
-            return status_error(STORAGE_ERROR, err,
+            return error_status(err, STORAGE_ERROR,
                                 "directory for %s: refusing to follow a symbolic link", key);
         if (e == ENOTDIR)
-            return status_error(STORAGE_ERROR, err,
+            return error_status(err, STORAGE_ERROR,
                                 "directory for %s: a path component is not a directory", key);
-        return status_error(STORAGE_ERROR, err, "opening directory for %s: %s", key, strerror(e));
+        return error_status(err, STORAGE_ERROR, "opening directory for %s: %s", key, strerror(e));
     }
     if (dir_set_add(set, key, dir_len, fd) != 0) {
         close(fd);
-        return status_error(STORAGE_ERROR, err, "out of memory");
+        return error_status(err, STORAGE_ERROR, "out of memory");
     }
     *index = set->len - 1;
     return STORAGE_OK;
@@ -283,7 +268,7 @@ static int temp_write(int dir_fd, char name[TEMP_NAME_MAX], const void *data, si
 {
     const char *step;
     if (temp_file_write_synced(dir_fd, "", 0644, data, len, name, &step) != 0)
-        return status_error(STORAGE_ERROR, err, "%s temporary file for %s: %s", step, key,
+        return error_status(err, STORAGE_ERROR, "%s temporary file for %s: %s", step, key,
                             strerror(errno));
     return STORAGE_OK;
 }
@@ -299,13 +284,13 @@ static int compare_existing(int dir_fd, const char *leaf, const char *key, const
         return rc == STORAGE_NOT_FOUND ? STORAGE_ERROR : rc;
     if ((uint64_t)st.st_size != len) {
         close(fd);
-        return status_error(STORAGE_CONFLICT, err,
+        return error_status(err, STORAGE_CONFLICT,
                             "object %s already exists with different content", key);
     }
     uint8_t *chunk = malloc(len < IO_CHUNK ? (len ? len : 1) : IO_CHUNK);
     if (!chunk) {
         close(fd);
-        return status_error(STORAGE_ERROR, err, "comparing %s: out of memory", key);
+        return error_status(err, STORAGE_ERROR, "comparing %s: out of memory", key);
     }
     const uint8_t *want = data;
     size_t done = 0;
@@ -314,9 +299,9 @@ static int compare_existing(int dir_fd, const char *leaf, const char *key, const
         size_t step = len - done < IO_CHUNK ? len - done : IO_CHUNK;
         ssize_t n = read_up_to(fd, chunk, step);
         if (n < 0)
-            rc = status_error(STORAGE_ERROR, err, "reading %s: %s", key, strerror(errno));
+            rc = error_status(err, STORAGE_ERROR, "reading %s: %s", key, strerror(errno));
         else if ((size_t)n != step || memcmp(chunk, want + done, step) != 0)
-            rc = status_error(STORAGE_CONFLICT, err,
+            rc = error_status(err, STORAGE_CONFLICT,
                               "object %s already exists with different content", key);
         done += step;
     }
@@ -332,7 +317,7 @@ static int publish(dir_entry *dir, const char *temp, const char *leaf, const sto
     int rc = STORAGE_OK;
     if (o->mode == STORAGE_PUT) {
         if (renameat(dir->fd, temp, dir->fd, leaf) != 0) {
-            rc = status_error(STORAGE_ERROR, err, "renaming into %s: %s", o->key, strerror(errno));
+            rc = error_status(err, STORAGE_ERROR, "renaming into %s: %s", o->key, strerror(errno));
             unlinkat(dir->fd, temp, 0);
         }
     } else {
@@ -340,7 +325,7 @@ static int publish(dir_entry *dir, const char *temp, const char *leaf, const sto
             if (errno == EEXIST)
                 rc = compare_existing(dir->fd, leaf, o->key, o->data, o->len, err);
             else
-                rc = status_error(STORAGE_ERROR, err, "linking %s: %s", o->key, strerror(errno));
+                rc = error_status(err, STORAGE_ERROR, "linking %s: %s", o->key, strerror(errno));
         }
         unlinkat(dir->fd, temp, 0);
     }
@@ -374,7 +359,7 @@ static int file_write_batch(storage *s, const storage_object *objects, size_t co
     int rc = STORAGE_OK;
     bool have_error = false;
     if (!pending || !status || dir_set_add(&dirs, "", 0, fs->root_fd) != 0) {
-        rc = status_error(STORAGE_ERROR, err, "out of memory");
+        rc = error_status(err, STORAGE_ERROR, "out of memory");
         goto done;
     }
     for (size_t i = 0; i < count; i++)
