@@ -17,6 +17,7 @@
 #include "batching.h"
 #include "buffer.h"
 #include "config.h"
+#include "fileio.h"
 #include "dedup_store.h"
 #include "http_server.h"
 #include "log.h"
@@ -103,25 +104,6 @@ static void handle_metrics(http_request *req, void *ctx)
 
 /* ---- startup helpers ---- */
 
-static int mkdir_parents(const char *path, error *err)
-{
-    char tmp[4096];
-    size_t len = strlen(path);
-    if (len == 0 || len >= sizeof tmp)
-        return error_set(err, "directory path of %zu bytes", len);
-    memcpy(tmp, path, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (tmp[i] != '/' && tmp[i] != 0)
-            continue;
-        char saved = tmp[i];
-        tmp[i] = 0;
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-            return error_set(err, "creating %s: %s", tmp, strerror(errno));
-        tmp[i] = saved;
-    }
-    return 0;
-}
-
 static bool nng_address_ok(const char *addr)
 {
     return (strncmp(addr, "tcp://", 6) == 0 && addr[6]) ||
@@ -207,7 +189,7 @@ int main(int argc, char **argv)
     http_router *router = NULL;
     buffer db_path = {0};
 
-    if (mkdir_parents(cfg->batchers.db, &err) != 0 ||
+    if (directories_create(cfg->batchers.db, strlen(cfg->batchers.db), &err) != 0 ||
         dedup_store_path(cfg->batchers.db, id, &db_path, &err) != 0) {
         log_error("cannot prepare the dedup database directory", "reason=\"%s\"", err.msg);
         goto out;

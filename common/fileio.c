@@ -6,6 +6,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -75,4 +77,23 @@ fail:;
     unlinkat(dir_fd, name, 0);
     errno = e;
     return -1;
+}
+
+int directories_create(const char *path, size_t len, error *err)
+{
+    char dir[4096];
+    if (len == 0 || len >= sizeof dir)
+        return error_set(err, "directory path of %zu bytes", len);
+    memcpy(dir, path, len);
+    dir[len] = 0;
+    for (size_t i = 1; i <= len; i++) {
+        if (dir[i] != '/' && dir[i] != 0)
+            continue;
+        char saved = dir[i];
+        dir[i] = 0;
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+            return error_set(err, "creating directory %s: %s", dir, strerror(errno));
+        dir[i] = saved;
+    }
+    return 0;
 }

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "error.h"
+
 #define TEMP_NAME_MAX 96
 
 /* Writes all of data to fd. Returns 0, or -1 with errno set. */
@@ -19,5 +21,8 @@ int fd_write_all(int fd, const void *data, size_t len);
  * start with '.', which storage keys can never address. */
 int temp_file_write_synced(int dir_fd, const char *prefix, mode_t mode, const void *data,
                            size_t len, char name[TEMP_NAME_MAX], const char **step);
+
+/* mkdir -p of path[0, len): every missing component is created (mode 0755). */
+int directories_create(const char *path, size_t len, error *err);
 
 #endif

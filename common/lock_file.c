@@ -282,26 +282,6 @@ static char *concat(const char *a, const char *b)
     return s;
 }
 
-/* mkdir -p of path[0, len) */
-static int make_directories(const char *path, size_t len, error *err)
-{
-    char dir[4096];
-    if (len >= sizeof dir)
-        return error_set(err, "lock path too long");
-    memcpy(dir, path, len);
-    dir[len] = 0;
-    for (size_t i = 1; i <= len; i++) {
-        if (dir[i] != '/' && dir[i] != 0)
-            continue;
-        char saved = dir[i];
-        dir[i] = 0;
-        if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-            return error_set(err, "creating lock directory %s: %s", dir, strerror(errno));
-        dir[i] = saved;
-    }
-    return 0;
-}
-
 lock *lock_file_open(const char *path, error *err)
 {
     if (!path || path[0] != '/')
@@ -314,7 +294,7 @@ lock *lock_file_open(const char *path, error *err)
         strlen(leaf) > NAME_MAX - 32 || len >= 4000)
         return error_set(err, "file lock path %s does not name a file", path), NULL;
     size_t dir_len = (size_t)(slash - path);
-    if (dir_len > 0 && make_directories(path, dir_len, err) != 0)
+    if (dir_len > 0 && directories_create(path, dir_len, err) != 0)
         return NULL;
     char dir[4096];
     memcpy(dir, path, dir_len);

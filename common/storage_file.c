@@ -443,38 +443,13 @@ static const storage_backend file_backend = {
     .close = file_close,
 };
 
-/* mkdir -p */
-static int make_directories(const char *path, error *err)
-{
-    size_t len = strlen(path);
-    char *copy = malloc(len + 1);
-    if (!copy)
-        return error_set(err, "out of memory");
-    memcpy(copy, path, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (copy[i] != '/' && copy[i] != 0)
-            continue;
-        char saved = copy[i];
-        copy[i] = 0;
-        if (mkdir(copy, 0755) != 0 && errno != EEXIST) {
-            int e = errno;
-            error_set(err, "creating storage directory %s: %s", copy, strerror(e));
-            free(copy);
-            return -1;
-        }
-        copy[i] = saved;
-    }
-    free(copy);
-    return 0;
-}
-
 storage *storage_file_open(const char *path, error *err)
 {
     if (!path || path[0] != '/')
         return error_set(err, "file storage needs an absolute directory path"), NULL;
     if (strlen(path) > 4000)
         return error_set(err, "file storage path too long"), NULL;
-    if (make_directories(path, err) != 0)
+    if (directories_create(path, strlen(path), err) != 0)
         return NULL;
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)

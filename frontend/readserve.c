@@ -3,8 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "fileio.h"
 #include "leafindex.h"
 #include "log.h"
 #include "readpath.h"
@@ -65,26 +65,15 @@ static void handle_read(http_request *req, void *arg)
 }
 
 /* The index is optional: without it get-proof-by-hash answers 503, everything else works. */
-/* mkdir -p: RocksDB creates the database directory but not its parents. */
-static void make_parents(const char *path)
-{
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = 0;
-        mkdir(dir, 0755);
-        *p = '/';
-    }
-}
-
 static void open_index(readserve *rs, const config *cfg, const config_log *log)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", cfg->frontend.index_dir, log->name);
-    make_parents(path);
     error err = {{0}};
+    /* RocksDB creates the database directory but not its parents. */
+    if (directories_create(path, strlen(path), &err) != 0)
+        log_warn("cannot create the leaf index directory", "log=%s reason=\"%s\"", log->name,
+                 err.msg);
     rs->index = leafindex_open(path, log->origin, &err);
     if (!rs->index)
         log_warn("leaf index unavailable: get-proof-by-hash answers 503", "log=%s reason=\"%s\"",
