@@ -22,6 +22,7 @@
 #include "http_server.h"
 #include "log.h"
 #include "metrics.h"
+#include "metrics_http.h"
 #include "rpc.h"
 #include "service.h"
 
@@ -81,25 +82,6 @@ static void handle_readyz(http_request *req, void *ctx)
     buffer_terminate(&report);
     http_respond_text(req, ready ? 200 : 503, report.data ? (const char *)report.data : "");
     buffer_free(&report);
-}
-
-static void handle_metrics(http_request *req, void *ctx)
-{
-    app *a = ctx;
-    if (!a->metrics) {
-        http_respond_text(req, 404, "metrics are disabled (metrics.enabled: false)\n");
-        return;
-    }
-    buffer out = {0};
-    if (metrics_render(a->metrics, &out) != 0) {
-        buffer_free(&out);
-        http_respond_text(req, 500, "out of memory\n");
-        return;
-    }
-    static const http_header headers[] = {{"Content-Type", METRICS_CONTENT_TYPE}, {NULL, NULL}};
-    size_t len = 0;
-    uint8_t *body = buffer_steal(&out, &len);
-    http_respond_owned(req, 200, headers, body, len);
 }
 
 /* ---- startup helpers ---- */
@@ -224,7 +206,7 @@ int main(int argc, char **argv)
         router = http_router_new();
         if (!router || http_router_add(router, "GET", "/healthz", handle_healthz, &a) != 0 ||
             http_router_add(router, "GET", "/readyz", handle_readyz, &a) != 0 ||
-            http_router_add(router, "GET", "/metrics", handle_metrics, &a) != 0) {
+            http_router_add(router, "GET", "/metrics", metrics_http_handle, a.metrics) != 0) {
             log_error("out of memory", "");
             goto out;
         }

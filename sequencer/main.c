@@ -22,6 +22,7 @@
 #include "log.h"
 #include "logv3.h"
 #include "metrics.h"
+#include "metrics_http.h"
 #include "storage.h"
 
 #include "pool.h"
@@ -109,25 +110,6 @@ static void handle_healthz(http_request *req, void *arg)
         http_respond_text(req, 200, "ok\n");
     else
         http_respond_text(req, 503, "not ready\n");
-}
-
-static void handle_metrics(http_request *req, void *arg)
-{
-    http_ctx *h = arg;
-    if (h->metrics == NULL) {
-        http_respond_text(req, 404, "metrics are disabled\n");
-        return;
-    }
-    buffer out = {0};
-    if (metrics_render(h->metrics, &out) != 0) {
-        buffer_free(&out);
-        http_respond_text(req, 500, "out of memory\n");
-        return;
-    }
-    static const http_header headers[] = {{"Content-Type", METRICS_CONTENT_TYPE}, {NULL, NULL}};
-    size_t len;
-    uint8_t *body = buffer_steal(&out, &len);
-    http_respond_owned(req, 200, headers, body, len);
 }
 
 /* ---- pool metrics, refreshed after every round ---- */
@@ -379,7 +361,7 @@ int main(int argc, char **argv)
         hctx = (http_ctx){log, metrics};
         router = http_router_new();
         if (router == NULL || http_router_add(router, "GET", "/healthz", handle_healthz, &hctx) ||
-            http_router_add(router, "GET", "/metrics", handle_metrics, &hctx)) {
+            http_router_add(router, "GET", "/metrics", metrics_http_handle, hctx.metrics)) {
             log_error("out of memory", "");
             goto out;
         }
