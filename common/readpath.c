@@ -35,6 +35,8 @@ size_t read_response_headers(const read_response *r, http_header out[READ_MAX_HE
         out[n++] = (http_header){"Cache-Control", r->cache_control};
     if (r->etag[0])
         out[n++] = (http_header){"ETag", r->etag};
+    if (r->last_modified[0])
+        out[n++] = (http_header){"Last-Modified", r->last_modified};
     if (r->vary)
         out[n++] = (http_header){"Vary", r->vary};
     if (r->allow)
@@ -100,6 +102,7 @@ read_blob *read_blob_new(const void *data, size_t len)
     atomic_init(&b->refs, 1);
     b->len = len;
     b->has_digest = false;
+    b->info = NULL;
     if (len)
         memcpy(b->data, data, len);
     return b;
@@ -114,8 +117,10 @@ read_blob *read_blob_ref(read_blob *b)
 
 void read_blob_release(read_blob *b)
 {
-    if (b && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
+    if (b && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) {
+        free(b->info);
         free(b);
+    }
 }
 
 /* ---- LRU cache ---------------------------------------------------------------------- */
@@ -313,13 +318,21 @@ int read_cache_fetch(read_cache *c, storage *s, const char *key, size_t max_len,
     if (*out)
         return STORAGE_OK;
     buffer data = {0};
-    int rc = storage_get(s, key, max_len, &data, err);
+    storage_object_info info;
+    int rc = storage_get_info(s, key, max_len, &data, &info, err);
     if (rc != STORAGE_OK) {
         buffer_free(&data);
         return rc;
     }
     read_blob *b = read_blob_new(data.data, data.len);
     buffer_free(&data);
+    if (b && info.has_meta) {
+        b->info = malloc(sizeof *b->info);
+        if (b->info)
+            *b->info = info;
+        else
+            read_blob_release(b), b = NULL;
+    }
     if (!b)
         return error_set(err, "%s: out of memory", key), STORAGE_ERROR;
     sha256(b->data, b->len, b->digest);
@@ -560,6 +573,43 @@ static void etag_from_digest(char out[READ_ETAG_MAX], const uint8_t digest[32], 
     snprintf(out, READ_ETAG_MAX, "\"%s%s\"", hex, suffix);
 }
 
+/* The quoted ETag of a representation: the stored object's own (s3) when the backend kept
+ * one, else a hash of the stored bytes; `suffix` tells a decompressed form apart. */
+static void set_etag(read_response *out, const storage_object_info *info,
+                     const uint8_t digest[32], const char *suffix)
+{
+    if (info && info->has_meta && info->etag[0] &&
+        strlen(info->etag) + strlen(suffix) + 3 <= READ_ETAG_MAX) {
+        snprintf(out->etag, READ_ETAG_MAX, "\"%s%s\"", info->etag, suffix);
+        return;
+    }
+    etag_from_digest(out->etag, digest, suffix);
+}
+
+/* Content-Type, Content-Encoding, Cache-Control and Last-Modified of an object as stored:
+ * the headers its backend kept with it (s3), passed through as they are, or — when the
+ * backend keeps none (file) — the ones DESIGN §4 gives its key. */
+static void set_object_headers(read_response *out, const char *key,
+                               const storage_object_info *info)
+{
+    if (info && info->has_meta) {
+        snprintf(out->stored_content_type, sizeof out->stored_content_type, "%s",
+                 info->content_type);
+        snprintf(out->stored_content_encoding, sizeof out->stored_content_encoding, "%s",
+                 info->content_encoding);
+        out->content_type = out->stored_content_type[0] ? out->stored_content_type : NULL;
+        out->content_encoding =
+            out->stored_content_encoding[0] ? out->stored_content_encoding : NULL;
+        set_cache_control(out, info->cache_control);
+        snprintf(out->last_modified, sizeof out->last_modified, "%s", info->last_modified);
+        return;
+    }
+    storage_meta meta = storage_meta_for_key(key);
+    out->content_type = meta.content_type;
+    out->content_encoding = meta.content_encoding;
+    set_cache_control(out, meta.cache_control);
+}
+
 static int set_body(read_response *out, const void *data, size_t len)
 {
     out->body = malloc(len ? len : 1);
@@ -604,19 +654,18 @@ static void serve_mutable(readpath *rp, const read_request *req, const char *key
 {
     buffer data = {0};
     error err = {{0}};
-    int rc = storage_get(rp->storage, key, SMALL_OBJECT_MAX, &data, &err);
+    storage_object_info info;
+    int rc = storage_get_info(rp->storage, key, SMALL_OBJECT_MAX, &data, &info, &err);
     if (rc != STORAGE_OK) {
         buffer_free(&data);
         storage_failure(rp, out, rc, key, &err);
         return;
     }
-    storage_meta meta = storage_meta_for_key(key);
     uint8_t digest[32];
     sha256(data.data, data.len, digest);
     out->status = 200;
-    out->content_type = meta.content_type;
-    set_cache_control(out, meta.cache_control);
-    etag_from_digest(out->etag, digest, "");
+    set_object_headers(out, key, &info);
+    set_etag(out, &info, digest, "");
     size_t len;
     out->body = buffer_steal(&data, &len);
     out->body_len = len;
@@ -647,16 +696,20 @@ static void serve_immutable(readpath *rp, const read_request *req, const char *k
         read_response_error(out, 500, "stored tile has the wrong length");
         return;
     }
-    storage_meta meta = storage_meta_for_key(key);
+    const storage_object_info *info = blob->info;
     out->status = 200;
-    out->content_type = meta.content_type;
-    set_cache_control(out, meta.cache_control);
+    set_object_headers(out, key, info);
+    /* Stored gzip'd: what the stored Content-Encoding says when the backend kept metadata,
+     * else what DESIGN §4 stores data tiles as, confirmed by the bytes. */
+    bool gzipped = info ? out->content_encoding && strcasecmp(out->content_encoding, "gzip") == 0
+                        : kind == OBJECT_DATA_TILE && gzip_is_gzip(blob->data, blob->len);
     int body_rc;
-    if (kind == OBJECT_DATA_TILE && gzip_is_gzip(blob->data, blob->len)) {
+    if (gzipped) {
         out->vary = "Accept-Encoding";
         if (read_accepts_gzip(req->accept_encoding)) {
-            out->content_encoding = "gzip";
-            etag_from_digest(out->etag, blob->digest, "");
+            if (!info)
+                out->content_encoding = "gzip";
+            set_etag(out, info, blob->digest, "");
             body_rc = set_body(out, blob->data, blob->len);
         } else {
             buffer plain = {0};
@@ -670,7 +723,8 @@ static void serve_immutable(readpath *rp, const read_request *req, const char *k
                 read_response_error(out, 500, "stored data tile is corrupt");
                 return;
             }
-            etag_from_digest(out->etag, blob->digest, "-identity");
+            out->content_encoding = NULL;
+            set_etag(out, info, blob->digest, "-identity");
             size_t len;
             out->body = buffer_steal(&plain, &len);
             out->body_len = len;
@@ -679,8 +733,10 @@ static void serve_immutable(readpath *rp, const read_request *req, const char *k
                 out->body = malloc(1);
         }
     } else {
-        /* Stored uncompressed (foreign data, tests): sent as it is, with no encoding. */
-        etag_from_digest(out->etag, blob->digest, "");
+        /* Stored uncompressed (hash tiles, issuers; foreign data tiles): sent as stored. */
+        if (!info)
+            out->content_encoding = NULL;
+        set_etag(out, info, blob->digest, "");
         body_rc = set_body(out, blob->data, blob->len);
     }
     read_blob_release(blob);

@@ -13,7 +13,10 @@
  *   log.v3.json                application/json, short caching
  * Every response carries Access-Control-Allow-Origin: *. Successful responses carry a strong
  * ETag (a hash of the stored bytes, distinct for the decompressed form) and If-None-Match
- * gives 304. Errors (404 and the rest) carry Cache-Control: no-store, never a long lifetime,
+ * gives 304. When the backend keeps metadata with objects (s3://), the stored Content-Type,
+ * Content-Encoding, Cache-Control, ETag and Last-Modified are passed through instead of the
+ * ones above (an ETag gets "-identity" appended for the decompressed form); file:// keeps
+ * none, so they are derived from the key. Errors (404 and the rest) carry Cache-Control: no-store, never a long lifetime,
  * so a CDN cannot pin a "not yet uploaded" tile. No directory listings, no redirects.
  *
  * Paths are matched against a strict grammar before anything reaches storage: tile paths must
@@ -52,8 +55,8 @@ typedef struct read_request {
     const char *if_none_match;   /* the If-None-Match header value, NULL when absent */
 } read_request;
 
-#define READ_ETAG_MAX 48
-#define READ_CACHE_CONTROL_MAX 64
+#define READ_ETAG_MAX 160
+#define READ_CACHE_CONTROL_MAX 128
 /* Header lines read_response_headers can produce, plus the {NULL, NULL} terminator. */
 #define READ_MAX_HEADERS 14
 
@@ -70,6 +73,11 @@ typedef struct read_response {
     bool preflight;               /* OPTIONS: add the CORS preflight headers */
     char cache_control[READ_CACHE_CONTROL_MAX]; /* "" = no Cache-Control header */
     char etag[READ_ETAG_MAX];     /* quoted strong entity tag, "" = none */
+    char last_modified[64];       /* "" = no Last-Modified header */
+    /* Storage for the stored headers content_type/content_encoding point to when an object
+     * is served with the metadata its backend kept (s3). */
+    char stored_content_type[128];
+    char stored_content_encoding[64];
     uint8_t *body;
     size_t body_len;
 } read_response;
@@ -89,12 +97,15 @@ void read_response_error(read_response *r, int status, const char *reason);
 /* --- Cache of immutable objects -------------------------------------------------------- */
 
 /* An immutable, reference-counted byte string. `digest` is SHA-256 of data when has_digest
- * (objects read from storage always have one; it names the ETag). */
+ * (objects read from storage always have one; it names the ETag unless the stored metadata
+ * has one). `info` is the metadata the backend stored with the object (s3), NULL when it keeps
+ * none (file); owned by the blob. */
 typedef struct read_blob {
     atomic_size_t refs;
     size_t len;
     bool has_digest;
     uint8_t digest[32];
+    storage_object_info *info;
     uint8_t data[];
 } read_blob;
 

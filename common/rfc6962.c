@@ -614,6 +614,7 @@ static int render_tile(rfc6962 *layer, uint64_t n, unsigned width, read_blob **o
             atomic_init(&b->refs, 1);
             b->len = header + json.len;
             b->has_digest = false;
+            b->info = NULL;
             uint32_t count = width;
             memcpy(b->data, &count, 4);
             memcpy(b->data + 4, offsets, 4 * ((size_t)width + 1));
@@ -759,6 +760,7 @@ static read_blob *expand_tile(node_source *src, const tile_id *t)
     atomic_init(&b->refs, 1);
     b->len = total * MERKLE_HASH_LEN;
     b->has_digest = false;
+    b->info = NULL;
     memcpy(b->data, hashes, count * MERKLE_HASH_LEN);
     free(hashes);
     for (unsigned h = 1; h < TILE_HEIGHT; h++) {

@@ -801,6 +801,7 @@ static void reset_response_fields(s3_response *r)
 {
     buffer_reset(&r->body);
     r->etag[0] = r->content_type[0] = r->content_encoding[0] = r->cache_control[0] = 0;
+    r->last_modified[0] = 0;
     r->too_large = false;
 }
 
@@ -842,6 +843,8 @@ static size_t on_header(char *data, size_t size, size_t count, void *ctx)
         copy_field(r->content_encoding, sizeof r->content_encoding, value, value_len);
     } else if (NAMED("Cache-Control")) {
         copy_field(r->cache_control, sizeof r->cache_control, value, value_len);
+    } else if (NAMED("Last-Modified")) {
+        copy_field(r->last_modified, sizeof r->last_modified, value, value_len);
     } else if (NAMED("Content-Length") && !t->error_body) {
         char digits[32];
         copy_field(digits, sizeof digits, value, value_len);

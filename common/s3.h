@@ -96,6 +96,7 @@ typedef struct s3_response {
     char content_type[128];
     char content_encoding[64];
     char cache_control[128];
+    char last_modified[64];
     /* Why, when status is 0 or not 2xx: the transport error, or the S3 error code and
      * message from the body ("403 SignatureDoesNotMatch: ..."). */
     char reason[192];

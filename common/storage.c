@@ -147,6 +147,19 @@ int storage_get(storage *s, const char *key, size_t max_len, buffer *out, error 
     return s->backend->get(s, key, max_len, out, err);
 }
 
+int storage_get_info(storage *s, const char *key, size_t max_len, buffer *out,
+                     storage_object_info *info, error *err)
+{
+    memset(info, 0, sizeof *info);
+    int rc = check_key(key, err);
+    if (rc != STORAGE_OK)
+        return rc;
+    buffer_reset(out);
+    if (s->backend->get_info)
+        return s->backend->get_info(s, key, max_len, out, info, err);
+    return s->backend->get(s, key, max_len, out, err);
+}
+
 int storage_delete(storage *s, const char *key, error *err)
 {
     int rc = check_key(key, err);

@@ -100,6 +100,22 @@ int storage_write_batch(storage *s, const storage_object *objects, size_t count,
 /* Reads a whole object into out (replacing what it held). Objects larger than max_len are
  * refused with STORAGE_ERROR rather than read. STORAGE_NOT_FOUND when absent. */
 int storage_get(storage *s, const char *key, size_t max_len, buffer *out, error *err);
+
+/* What a backend that keeps HTTP metadata (s3) returns with an object: its stored headers,
+ * copied ("" when the object has none). The file backend keeps none: has_meta is false and
+ * every field is "", and readers derive the headers from the key (storage_meta_for_key). */
+typedef struct storage_object_info {
+    bool has_meta;
+    char content_type[128];
+    char content_encoding[64];
+    char cache_control[128];
+    char etag[130];          /* without quotes */
+    char last_modified[64];  /* the HTTP date as the server sent it */
+} storage_object_info;
+
+/* storage_get, also filling *info (never NULL) with the object's stored metadata. */
+int storage_get_info(storage *s, const char *key, size_t max_len, buffer *out,
+                     storage_object_info *info, error *err);
 /* Removes an object; an absent one is success. */
 int storage_delete(storage *s, const char *key, error *err);
 
@@ -113,6 +129,10 @@ typedef struct storage_backend {
     int (*get)(storage *s, const char *key, size_t max_len, buffer *out, error *err);
     int (*remove)(storage *s, const char *key, error *err);
     void (*close)(storage *s);
+    /* Optional (NULL: the backend keeps no metadata and get is used): get that also fills
+     * *info. */
+    int (*get_info)(storage *s, const char *key, size_t max_len, buffer *out,
+                    storage_object_info *info, error *err);
 } storage_backend;
 
 struct storage {

@@ -2,6 +2,7 @@
  * headers a CDN in front of the bucket passes on), a batch goes out in parallel, and
  * create-if-absent is a conditional PUT (If-None-Match: *) whose refusal is settled by reading
  * the object back: identical bytes are success (a replayed round), different ones a conflict. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -180,7 +181,8 @@ done:
     return rc;
 }
 
-static int s3_get(storage *s, const char *key, size_t max_len, buffer *out, error *err)
+static int s3_get_info(storage *s, const char *key, size_t max_len, buffer *out,
+                       storage_object_info *info, error *err)
 {
     s3_client *c = client_of(s);
     s3_request request = {.method = "GET", .key = key, .max_response_bytes = max_len};
@@ -193,6 +195,18 @@ static int s3_get(storage *s, const char *key, size_t max_len, buffer *out, erro
         *out = response.body; /* hand over the body without copying it */
         response.body = previous;
         rc = STORAGE_OK;
+        if (info) {
+            info->has_meta = true;
+            snprintf(info->content_type, sizeof info->content_type, "%s",
+                     response.content_type);
+            snprintf(info->content_encoding, sizeof info->content_encoding, "%s",
+                     response.content_encoding);
+            snprintf(info->cache_control, sizeof info->cache_control, "%s",
+                     response.cache_control);
+            snprintf(info->etag, sizeof info->etag, "%s", response.etag);
+            snprintf(info->last_modified, sizeof info->last_modified, "%s",
+                     response.last_modified);
+        }
     } else if (response.too_large) {
         error_set(err, "object %s is larger than %zu bytes", key, max_len);
         rc = STORAGE_ERROR;
@@ -204,6 +218,11 @@ static int s3_get(storage *s, const char *key, size_t max_len, buffer *out, erro
     }
     s3_response_free(&response);
     return rc;
+}
+
+static int s3_get(storage *s, const char *key, size_t max_len, buffer *out, error *err)
+{
+    return s3_get_info(s, key, max_len, out, NULL, err);
 }
 
 static int s3_remove(storage *s, const char *key, error *err)
@@ -234,6 +253,7 @@ static const storage_backend S3_BACKEND = {
     .get = s3_get,
     .remove = s3_remove,
     .close = s3_close,
+    .get_info = s3_get_info,
 };
 
 storage *storage_s3_open(const char *url, error *err)

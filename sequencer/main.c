@@ -48,7 +48,13 @@ static const char usage_text[] =
     "      --http ADDR     serve /healthz and /metrics on HOST:PORT\n"
     "  -h, --help          this text\n"
     "\n"
-    "Exit status: 0 after SIGTERM/SIGINT, 1 on a fatal error, 2 on bad usage or config.\n";
+    "Exit status: 0 after SIGTERM/SIGINT, 1 on a fatal error, 2 on bad usage or config.\n"
+    "\n"
+    "Test hook (system tests only): TEGULA_CRASH_AT=POINT[:N], read once at startup, makes\n"
+    "the process _exit(86) in the middle of the (N+1)-th round with entries, as a kill -9\n"
+    "there would: POINT is after-staging (bundle written, lock not CASed), after-lock-cas\n"
+    "(checkpoint CASed into the lock, no tile uploaded: recovery must replay the staging\n"
+    "bundle) or after-tiles (tiles uploaded, checkpoint not).\n";
 
 typedef struct options {
     const char *config_path;
@@ -63,6 +69,42 @@ static int usage_error(const char *fmt, const char *arg)
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\n%s", usage_text);
     return EXIT_USAGE;
+}
+
+/* TEGULA_CRASH_AT (see the usage text) into the round's test hook. Returns 0, or -1 when the
+ * value is malformed (a typo must not silently run without the crash a test relies on). */
+static int crash_point_from_env(seq_log_config *sc)
+{
+    const char *v = getenv("TEGULA_CRASH_AT");
+    if (v == NULL || v[0] == '\0')
+        return 0;
+    static const struct {
+        const char *name;
+        round_stop_point point;
+    } points[] = {{"after-staging", ROUND_STOP_AFTER_STAGING},
+                  {"after-lock-cas", ROUND_STOP_AFTER_CAS},
+                  {"after-tiles", ROUND_STOP_AFTER_TILES}};
+    const char *colon = strchr(v, ':');
+    size_t name_len = colon ? (size_t)(colon - v) : strlen(v);
+    unsigned long skip = 0;
+    if (colon != NULL) {
+        char *end;
+        errno = 0;
+        skip = strtoul(colon + 1, &end, 10);
+        if (errno != 0 || end == colon + 1 || *end != '\0' || skip > 1000000)
+            return -1;
+    }
+    for (size_t i = 0; i < sizeof points / sizeof points[0]; i++) {
+        if (strlen(points[i].name) == name_len && strncmp(v, points[i].name, name_len) == 0) {
+            sc->stop_after = points[i].point;
+            sc->stop_exits = true;
+            sc->stop_skip_rounds = (unsigned)skip;
+            log_warn("test crash point armed (TEGULA_CRASH_AT)", "point=%s skip_rounds=%lu",
+                     points[i].name, skip);
+            return 0;
+        }
+    }
+    return -1;
 }
 
 /* Returns -1 to continue, otherwise an exit status. */
@@ -332,6 +374,13 @@ int main(int argc, char **argv)
         metrics = metrics_registry_new();
     seq_log_config sc = {.name = lc->name, .origin = lc->origin, .signer = signer,
                          .store = store, .lock = lk, .metrics = metrics};
+    if (crash_point_from_env(&sc) != 0) {
+        log_error("TEGULA_CRASH_AT is malformed",
+                  "value=\"%s\" want=after-staging|after-lock-cas|after-tiles[:N]",
+                  getenv("TEGULA_CRASH_AT"));
+        rc = EXIT_USAGE;
+        goto out;
+    }
     log = seq_log_new(&sc, &err);
     if (log == NULL) {
         log_error("cannot set up the log", "log=%s error=\"%s\"", lc->name, err.msg);

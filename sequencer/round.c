@@ -157,6 +157,7 @@ seq_log *seq_log_new(const seq_log_config *cfg, error *err)
         return NULL;
     }
     log->cfg = *cfg;
+    log->stop_skips_left = cfg->stop_skip_rounds;
     log->public_key = log_signer_public_key(cfg->signer);
     log->edge = malloc(sizeof *log->edge);
     log->work_edge = malloc(sizeof *log->work_edge);
@@ -504,6 +505,35 @@ static int upload_tiles(seq_log *log, const round_objects *objects, error *err)
     return 0;
 }
 
+static const char *stop_point_name(round_stop_point point)
+{
+    switch (point) {
+    case ROUND_STOP_AFTER_STAGING: return "after-staging";
+    case ROUND_STOP_AFTER_CAS: return "after-lock-cas";
+    case ROUND_STOP_AFTER_TILES: return "after-tiles";
+    default: return "never";
+    }
+}
+
+/* The test hook: whether this round stops at `point` (see seq_log_config.stop_after). In the
+ * crash form it does not return: the process ends as abruptly as a kill -9 would end it. */
+static bool stop_here(seq_log *log, round_stop_point point, size_t entries, uint64_t size)
+{
+    if (log->cfg.stop_after != point)
+        return false;
+    if (!log->cfg.stop_exits)
+        return true;
+    if (entries == 0)
+        return false;
+    if (log->stop_skips_left > 0) {
+        log->stop_skips_left--;
+        return false;
+    }
+    log_warn("test crash point reached: exiting at once", "log=%s point=%s size=%" PRIu64,
+             log->cfg.name ? log->cfg.name : "", stop_point_name(point), size);
+    _exit(ROUND_CRASH_EXIT_STATUS);
+}
+
 static void count_outcome(seq_log *log, round_status st)
 {
     switch (st) {
@@ -560,7 +590,7 @@ round_status round_run(seq_log *log, pool *p, uint64_t now_ms, round_report *rep
     t_next = seq_monotonic_ms();
     rep.ms_staging = t_next - t;
     t = t_next;
-    if (log->cfg.stop_after == ROUND_STOP_AFTER_STAGING) {
+    if (stop_here(log, ROUND_STOP_AFTER_STAGING, r.count, size)) {
         st = ROUND_FATAL;
         error_set(err, "stopped after staging (test)");
         goto answer;
@@ -596,7 +626,7 @@ round_status round_run(seq_log *log, pool *p, uint64_t now_ms, round_report *rep
     t_next = seq_monotonic_ms();
     rep.ms_commit = t_next - t;
     t = t_next;
-    if (log->cfg.stop_after == ROUND_STOP_AFTER_CAS) {
+    if (stop_here(log, ROUND_STOP_AFTER_CAS, r.count, size)) {
         st = ROUND_FATAL;
         error_set(err, "stopped after the CAS (test)");
         goto answer;
@@ -609,7 +639,7 @@ round_status round_run(seq_log *log, pool *p, uint64_t now_ms, round_report *rep
     t_next = seq_monotonic_ms();
     rep.ms_tiles = t_next - t;
     t = t_next;
-    if (log->cfg.stop_after == ROUND_STOP_AFTER_TILES) {
+    if (stop_here(log, ROUND_STOP_AFTER_TILES, r.count, size)) {
         st = ROUND_FATAL;
         error_set(err, "stopped after the tiles (test)");
         goto answer;

@@ -37,7 +37,7 @@
 #include "tiles.h"
 
 /* Test hook: end a round as if the process died right after this step (returns ROUND_FATAL
- * without doing the rest). */
+ * without doing the rest; with seq_log_config.stop_exits the process really ends there). */
 typedef enum round_stop_point {
     ROUND_STOP_NEVER = 0,
     ROUND_STOP_AFTER_STAGING,  /* staged, lock not yet CASed */
@@ -54,7 +54,15 @@ typedef struct seq_log_config {
     metrics_registry *metrics; /* NULL: no metrics */
     unsigned compress_threads; /* threads gzip'ing data tiles; 0 = online CPUs, at most 4 */
     round_stop_point stop_after;
+    /* Test hook for system tests (tegula-sequencer reads TEGULA_CRASH_AT): at stop_after the
+     * process calls _exit(ROUND_CRASH_EXIT_STATUS) at once, like a kill -9 there (no reply,
+     * no cleanup, the staging bundle left behind), instead of returning ROUND_FATAL. Only
+     * rounds with entries stop, after stop_skip_rounds of them went past the point. */
+    bool stop_exits;
+    unsigned stop_skip_rounds;
 } seq_log_config;
+
+#define ROUND_CRASH_EXIT_STATUS 86
 
 /* Bound on issuers remembered as stored; beyond it the set restarts (re-uploads of existing
  * issuers are harmless create-if-absent no-ops). */
@@ -82,6 +90,7 @@ typedef struct seq_log {
     bool loaded;           /* recovery finished */
     _Atomic uint64_t public_size; /* size of the last checkpoint uploaded */
     _Atomic bool ready;
+    unsigned stop_skips_left; /* rounds with entries still to pass cfg.stop_after */
     struct seq_metrics {
         metrics_counter *rounds_ok, *rounds_failed, *rounds_unpublished, *rounds_fatal;
         metrics_counter *entries;

@@ -26,6 +26,9 @@ typedef struct spy_storage {
     storage *inner;
     size_t gets;
     char keys[SPY_KEYS][STORAGE_KEY_MAX + 1];
+    /* When set, objects come back with this metadata, as from a backend that stores it
+     * (s3), instead of none (file). */
+    const storage_object_info *stored_info;
 } spy_storage;
 
 static int spy_write_batch(storage *s, const storage_object *o, size_t n, int *results, error *err)
@@ -42,6 +45,16 @@ static int spy_get(storage *s, const char *key, size_t max_len, buffer *out, err
     return storage_get(spy->inner, key, max_len, out, err);
 }
 
+static int spy_get_info(storage *s, const char *key, size_t max_len, buffer *out,
+                        storage_object_info *info, error *err)
+{
+    spy_storage *spy = (spy_storage *)s;
+    int rc = spy_get(s, key, max_len, out, err);
+    if (rc == STORAGE_OK && spy->stored_info)
+        *info = *spy->stored_info;
+    return rc;
+}
+
 static int spy_remove(storage *s, const char *key, error *err)
 {
     spy_storage *spy = (spy_storage *)s;
@@ -53,7 +66,8 @@ static void spy_close(storage *s)
     (void)s;
 }
 
-static const storage_backend spy_backend = {"spy", spy_write_batch, spy_get, spy_remove, spy_close};
+static const storage_backend spy_backend = {"spy",     spy_write_batch, spy_get,
+                                            spy_remove, spy_close,       spy_get_info};
 
 /* ---- Fixture ----------------------------------------------------------------------------- */
 
@@ -598,6 +612,93 @@ static void test_immutable_objects_cached(void **state)
     fx_free(f);
 }
 
+/* A backend that keeps metadata (s3): the stored headers are passed through for every kind of
+ * object instead of being derived from the key, with the stored ETag (plus "-identity" for a
+ * decompressed data tile); immutable objects (with their metadata) are still cached, the
+ * checkpoint is not. */
+static void test_stored_headers_passed_through(void **state)
+{
+    (void)state;
+    fixture *f = fx_new("rp-meta", 600);
+    storage_object_info info = {.has_meta = true};
+    snprintf(info.content_type, sizeof info.content_type, "application/x-stored");
+    snprintf(info.cache_control, sizeof info.cache_control, "public, max-age=123");
+    snprintf(info.etag, sizeof info.etag, "0123456789abcdef0123456789abcdef");
+    snprintf(info.last_modified, sizeof info.last_modified, "Sun, 22 Nov 2026 02:30:00 GMT");
+    f->spy.stored_info = &info;
+    buffer stored = {0};
+    read_response r;
+
+    const char *keys[] = {"checkpoint", "tile/0/001", "tile/1/000.p/2"};
+    for (size_t i = 0; i < 3; i++) {
+        get_str(f, keys[i], NULL, &r);
+        assert_int_equal(r.status, 200);
+        read_stored(f, keys[i], &stored);
+        assert_body(&r, &stored);
+        assert_string_equal(header(&r, "Content-Type"), "application/x-stored");
+        assert_null(header(&r, "Content-Encoding"));
+        assert_string_equal(header(&r, "Cache-Control"), "public, max-age=123");
+        assert_string_equal(header(&r, "ETag"), "\"0123456789abcdef0123456789abcdef\"");
+        assert_string_equal(header(&r, "Last-Modified"), "Sun, 22 Nov 2026 02:30:00 GMT");
+        read_response_free(&r);
+    }
+    /* The stored ETag answers If-None-Match. */
+    req_opts inm = {.if_none_match = "\"0123456789abcdef0123456789abcdef\""};
+    get_str(f, "tile/0/001", &inm, &r);
+    assert_int_equal(r.status, 304);
+    read_response_free(&r);
+
+    /* A data tile stored with Content-Encoding: gzip goes out as stored, or decompressed for a
+     * client that refuses gzip. */
+    snprintf(info.content_encoding, sizeof info.content_encoding, "gzip");
+    get_str(f, "tile/data/001", NULL, &r);
+    assert_int_equal(r.status, 200);
+    read_stored(f, "tile/data/001", &stored);
+    assert_body(&r, &stored);
+    assert_string_equal(header(&r, "Content-Encoding"), "gzip");
+    assert_string_equal(header(&r, "Content-Type"), "application/x-stored");
+    assert_string_equal(header(&r, "Vary"), "Accept-Encoding");
+    assert_string_equal(header(&r, "ETag"), "\"0123456789abcdef0123456789abcdef\"");
+    read_response_free(&r);
+    req_opts identity = {.accept_encoding = "identity"};
+    get_str(f, "tile/data/001", &identity, &r);
+    assert_int_equal(r.status, 200);
+    buffer plain = {0};
+    error err = {{0}};
+    assert_int_equal(gzip_decompress(stored.data, stored.len, 1 << 24, &plain, &err), 0);
+    assert_body(&r, &plain);
+    assert_null(header(&r, "Content-Encoding"));
+    assert_string_equal(header(&r, "ETag"), "\"0123456789abcdef0123456789abcdef-identity\"");
+    read_response_free(&r);
+
+    /* Cached with its metadata: a changed backend answer is not seen for immutable objects,
+     * is for the checkpoint. */
+    size_t gets = f->spy.gets;
+    snprintf(info.cache_control, sizeof info.cache_control, "changed");
+    get_str(f, "tile/0/001", NULL, &r);
+    assert_string_equal(header(&r, "Cache-Control"), "public, max-age=123");
+    read_response_free(&r);
+    get_str(f, "tile/data/001", NULL, &r);
+    assert_string_equal(header(&r, "Cache-Control"), "public, max-age=123");
+    read_response_free(&r);
+    assert_int_equal(f->spy.gets, gets);
+    get_str(f, "checkpoint", NULL, &r);
+    assert_string_equal(header(&r, "Cache-Control"), "changed");
+    read_response_free(&r);
+    assert_int_equal(f->spy.gets, gets + 1);
+
+    /* Without stored metadata (file://) the headers come from the key again. */
+    f->spy.stored_info = NULL;
+    get_str(f, "checkpoint", NULL, &r);
+    assert_string_equal(header(&r, "Content-Type"), "text/plain; charset=utf-8");
+    assert_string_equal(header(&r, "Cache-Control"), "no-store");
+    assert_null(header(&r, "Last-Modified"));
+    read_response_free(&r);
+    buffer_free(&plain);
+    buffer_free(&stored);
+    fx_free(f);
+}
+
 static void test_lru_bound_and_order(void **state)
 {
     (void)state;
@@ -707,6 +808,7 @@ int main(void)
         cmocka_unit_test(test_symlinks_not_followed),
         cmocka_unit_test(test_methods),
         cmocka_unit_test(test_immutable_objects_cached),
+        cmocka_unit_test(test_stored_headers_passed_through),
         cmocka_unit_test(test_lru_bound_and_order),
         cmocka_unit_test(test_header_parsers),
         cmocka_unit_test(test_bench),

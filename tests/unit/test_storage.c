@@ -16,6 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "storage.h"
 
 /* ---- helpers ---- */
@@ -677,6 +679,74 @@ static void test_metadata_for_keys(void **state)
     assert_null(m.cache_control);
 }
 
+/* storage_get_info: the bytes as storage_get gives them, plus the headers the backend stored
+ * with the object. S3 must give back exactly what was sent (explicit metadata, or the
+ * metadata DESIGN §4 gives the key) with its ETag (the MD5 of a single-part upload) and a
+ * Last-Modified date; file:// stores none and says so. */
+static void test_conformance_get_info(void **state)
+{
+    fixture *f = *state;
+    char key[STORAGE_KEY_MAX + 1], other[STORAGE_KEY_MAX + 1];
+    error err = {{0}};
+    const char body[] = "\x1f\x8b not really gzip";
+    key_of(key, f->prefix, "tile/data/x001/234.p/3");
+    assert_int_equal(storage_put(f->store, key, body, sizeof body - 1, NULL, &err), STORAGE_OK);
+    storage_meta explicit = {"text/x-test", "identity", "private, max-age=7"};
+    key_of(other, f->prefix, "some/object");
+    assert_int_equal(storage_put(f->store, other, "abc", 3, &explicit, &err), STORAGE_OK);
+
+    buffer got = {0};
+    storage_object_info info;
+    memset(&info, 0x55, sizeof info); /* every field must be set, whatever it held */
+    assert_int_equal(buffer_append_str(&got, "stale"), 0);
+    assert_int_equal(storage_get_info(f->store, key, 1024, &got, &info, &err), STORAGE_OK);
+    assert_int_equal(got.len, sizeof body - 1);
+    assert_memory_equal(got.data, body, sizeof body - 1);
+    bool s3 = strcmp(storage_scheme(f->store), "s3") == 0;
+    if (!s3) {
+        assert_false(info.has_meta);
+        assert_string_equal(info.content_type, "");
+        assert_string_equal(info.content_encoding, "");
+        assert_string_equal(info.cache_control, "");
+        assert_string_equal(info.etag, "");
+        assert_string_equal(info.last_modified, "");
+    } else {
+        /* The key's own metadata (data tile: gzip, immutable). */
+        storage_meta want = storage_meta_for_key("tile/data/x001/234.p/3");
+        assert_true(info.has_meta);
+        assert_string_equal(info.content_type, want.content_type);
+        assert_string_equal(info.content_encoding, want.content_encoding);
+        assert_string_equal(info.cache_control, want.cache_control);
+        unsigned char md5[16];
+        unsigned md5_len = 0;
+        assert_int_equal(EVP_Digest(body, sizeof body - 1, md5, &md5_len, EVP_md5(), NULL), 1);
+        char md5_hex[33];
+        for (unsigned i = 0; i < 16; i++)
+            snprintf(md5_hex + 2 * i, 3, "%02x", md5[i]);
+        assert_string_equal(info.etag, md5_hex);
+        assert_non_null(strstr(info.last_modified, " GMT"));
+    }
+    assert_int_equal(storage_get_info(f->store, other, 1024, &got, &info, &err), STORAGE_OK);
+    assert_int_equal(got.len, 3);
+    assert_memory_equal(got.data, "abc", 3);
+    assert_int_equal(info.has_meta, s3);
+    if (s3) {
+        assert_string_equal(info.content_type, "text/x-test");
+        assert_string_equal(info.content_encoding, "identity");
+        assert_string_equal(info.cache_control, "private, max-age=7");
+    }
+    /* Missing keys and size caps behave as for storage_get. */
+    key_of(other, f->prefix, "never/written");
+    assert_int_equal(storage_get_info(f->store, other, 1024, &got, &info, &err),
+                     STORAGE_NOT_FOUND);
+    assert_false(info.has_meta);
+    assert_int_equal(storage_get_info(f->store, key, sizeof body - 2, &got, &info, &err),
+                     STORAGE_ERROR);
+    assert_int_equal(storage_get_info(f->store, "../escape", 10, &got, &info, &err),
+                     STORAGE_INVALID_KEY);
+    buffer_free(&got);
+}
+
 #define WITH_STORE(test) cmocka_unit_test_setup_teardown(test, fixture_setup, fixture_teardown)
 
 int main(void)
@@ -693,6 +763,7 @@ int main(void)
         WITH_STORE(test_conformance_invalid_keys),
         WITH_STORE(test_conformance_batch),
         WITH_STORE(test_conformance_concurrent_writers),
+        WITH_STORE(test_conformance_get_info),
         WITH_STORE(test_file_symlinks_are_not_followed),
         WITH_STORE(test_file_no_temp_files_left),
         WITH_STORE(test_file_objects_are_plain_files),
