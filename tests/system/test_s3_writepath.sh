@@ -3,7 +3,10 @@
 # each part bounded in time and stopping everything it started:
 #   1. tegula up --create on s3:// storage and lock; certificates and precertificates
 #      submitted with every SCT verified; tegula fsck over s3:// (--scts), and the RFC 6962
-#      layer (get-sth, get-entries) served from S3 by the frontend;
+#      layer (get-sth, get-entries) served from S3 by the frontend; certspotter (a real CT
+#      monitor) through that layer: it verifies the STH and the tree and reports every
+#      submitted entry; the monitoring objects (checkpoint, hash tiles, data tiles, an issuer)
+#      served by the frontend with exactly the headers S3 stored them with;
 #   2. kill -9 of the sequencer (and of tegula up, so nothing restarts it) under load, then a
 #      restart with no local state at all (data/ removed): recovery from the S3 lock and the
 #      staging bundle; every SCT returned before is in the log (fsck --scts);
@@ -17,6 +20,7 @@ set -eu
 . "$(dirname "$0")/../integration/lib.sh"
 tg_setup s3wp
 tg_need_roles
+command -v certspotter >/dev/null || fail "certspotter is not installed (make deps)"
 TG_S3=1
 TG_PERIOD_MS=200 tg_deploy 1
 log=log1
@@ -81,6 +85,93 @@ got=$( (printf '\000'; echo "$entries" | jq -r '.entries[0].leaf_input' | base64
     openssl dgst -sha256 -r | cut -d' ' -f1)
 [ -n "$want" ] && [ "$want" = "$got" ] || fail "get-entries leaf 0: hash $got, SCT says $want"
 check "RFC 6962 from S3: get-sth (tree_size $(echo "$sth" | jq -r .tree_size)), get-entries 0-9, leaf 0 matches its SCT"
+
+# ---- 1b. certspotter through the RFC 6962 layer over S3. The tree is stable now (empty rounds
+# re-sign the same root), so certspotter must end at exactly this size and root.
+sth=$(curl -fsS --max-time 10 "$(tg_prefix $log)ct/v1/get-sth") || fail "get-sth"
+size=$(echo "$sth" | jq -r .tree_size)
+root=$(echo "$sth" | jq -r .sha256_root_hash)
+[ "$size" = 400 ] || fail "get-sth: tree size $size, want the 400 submitted"
+spki=$(sed '1d;$d' "$(tg_pubkey $log)" | tr -d '\n')
+logid=$(sed '1d;$d' "$(tg_pubkey $log)" | base64 -d | openssl dgst -sha256 -binary | base64)
+# Every certificate tegula load makes is for <hex>.load.tegula.test.
+echo ".load.tegula.test" >"$TG_TMP/watchlist"
+printf '%s\n' '{"version":"1","operators":[{"name":"tegula","email":["ops@example.test"],"logs":[' \
+    "{\"description\":\"tegula on S3\",\"log_id\":\"$logid\",\"key\":\"$spki\",\"url\":\"$(tg_prefix $log)\"," \
+    '"mmd":60,"state":{"usable":{"timestamp":"2026-01-01T00:00:00Z"}}}]}]}' >"$TG_TMP/loglist.json"
+certspotter -logs "$TG_TMP/loglist.json" -watchlist "$TG_TMP/watchlist" \
+    -state_dir "$TG_TMP/certspotter" -stdout -verbose -no_save \
+    >"$TG_TMP/certspotter.out" 2>"$TG_TMP/certspotter.err" &
+cs=$!
+TG_PIDS="$TG_PIDS $cs"
+# The log entry indices certspotter reported ("Log Entry = N @ URL"), one per line, sorted.
+reported() { sed -n 's/.*Log Entry = \([0-9]*\) .*/\1/p' "$TG_TMP/certspotter.out" | sort -n -u; }
+# certspotter saves the position it verified (the root recomputed from every entry and
+# checked against a signed STH) in its state directory.
+cs_verified() {
+    state=$(find "$TG_TMP/certspotter/logs" -name state.json 2>/dev/null | head -n 1)
+    [ -n "$state" ] && [ "$(jq -r .verified_position.size "$state")" = "$size" ] &&
+        [ "$(jq -r .verified_sth.sha256_root_hash "$state")" = "$root" ] &&
+        [ "$(reported | wc -l)" -ge "$size" ]
+}
+tg_wait_until 120 "certspotter to verify all $size entries of the S3-backed log" cs_verified
+kill "$cs" 2>/dev/null || :
+wait "$cs" 2>/dev/null || :
+if grep -v "context canceled" "$TG_TMP/certspotter.err" | grep -iE "error|fail|mismatch|invalid|inconsistent"; then
+    fail "certspotter reported a problem"
+fi
+awk '{ print $1 }' "$TG_TMP/scts1" | sort -n -u >"$TG_TMP/submitted"
+reported >"$TG_TMP/reported"
+cmp -s "$TG_TMP/submitted" "$TG_TMP/reported" ||
+    fail "certspotter reported $(wc -l <"$TG_TMP/reported") entries, not the $(wc -l <"$TG_TMP/submitted") submitted"
+check "certspotter verified the STH and the tree (size $size, root $root) over S3 and reported each of the 400 submitted entries"
+
+# ---- 1c. the monitoring objects as the frontend serves them from S3 carry the headers S3
+# stored them with. headers URL [CURL ARGS]: the five headers that must be passed through,
+# lowercased names, sorted; GET like a CDN would (no Accept-Encoding: gzip as stored).
+headers() {
+    url=$1
+    shift
+    curl -sS -o /dev/null -D - --max-time 10 "$@" "$url" | tr -d '\r' |
+        awk '{ n = tolower($1) }
+             n ~ /^(content-type|content-encoding|cache-control|etag|last-modified):$/ {
+                 v = $0; sub(/^[^:]*:[ \t]*/, "", v); print n " " v }' | sort
+}
+s3_headers() {
+    headers "$TEGULA_S3_ENDPOINT/$TEGULA_S3_BUCKET/$(tg_s3_prefix)/$log/$1" \
+        --aws-sigv4 "aws:amz:$TEGULA_S3_REGION:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+        -H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+}
+list=$(curl -sS --max-time 10 --aws-sigv4 "aws:amz:$TEGULA_S3_REGION:s3" \
+    --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+    -H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" \
+    "$TEGULA_S3_ENDPOINT/$TEGULA_S3_BUCKET?list-type=2&prefix=$(tg_s3_prefix)%2F$log%2Fissuer%2F") ||
+    fail "listing the issuers"
+issuer=$(echo "$list" | sed -n 's#.*<Key>[^<]*/\(issuer/[0-9a-f]\{64\}\)</Key>.*#\1#p' | head -n 1)
+[ -n "$issuer" ] || fail "no issuer in the bucket: $(echo "$list" | head -c 300)"
+for key in tile/0/000 tile/0/001.p/144 tile/data/000 tile/data/001.p/144 tile/1/000.p/1 "$issuer"; do
+    want=$(s3_headers "$key")
+    got=$(headers "$(tg_prefix $log)$key")
+    # Five headers: content-type, cache-control, etag, last-modified (+ content-encoding).
+    [ "$(echo "$want" | wc -l)" -ge 4 ] || fail "S3 returned too few headers for $key: $want"
+    [ "$got" = "$want" ] || fail "$key: the frontend sent
+$got
+but S3 stored
+$want"
+done
+echo "$(s3_headers tile/data/000)" | grep -qx 'content-encoding: gzip' || fail "data tile stored without gzip"
+echo "$(s3_headers tile/0/000)" | grep -qx 'cache-control: public, max-age=604800, immutable' ||
+    fail "hash tile stored without the immutable Cache-Control"
+echo "$(s3_headers "$issuer")" | grep -qx 'content-type: application/pkix-cert' || fail "issuer type"
+# The checkpoint changes every period: its type, encoding and caching must match, and both
+# carry an ETag and a Last-Modified date.
+want=$(s3_headers checkpoint | grep -vE '^(etag|last-modified): ')
+got=$(headers "$(tg_prefix $log)checkpoint" | grep -vE '^(etag|last-modified): ')
+[ "$got" = "$want" ] && echo "$want" | grep -qx 'cache-control: no-store' ||
+    fail "checkpoint: the frontend sent $got, S3 has $want"
+[ "$(headers "$(tg_prefix $log)checkpoint" | grep -cE '^(etag|last-modified): ')" = 2 ] ||
+    fail "the checkpoint has no ETag or Last-Modified from S3"
+check "the frontend serves tiles, partial tiles, data tiles, an issuer and the checkpoint with the headers S3 stored (Content-Type, Content-Encoding, Cache-Control, ETag, Last-Modified)"
 echo "   part 1 done at $(elapsed)"
 
 # ---- 2. kill -9 of the sequencer mid-round, restart with nothing local
