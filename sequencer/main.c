@@ -250,9 +250,11 @@ static round_status one_round(seq_log *log, pool *p, pool_metrics *pm, const cha
         if (rep.entries > 0)
             log_info("round published",
                      "log=%s entries=%zu size=%" PRIu64 " timestamp=%" PRIu64
-                     " tiles=%zu ms=%.1f build_ms=%.1f tiles_ms=%.1f",
+                     " tiles=%zu ms=%.1f build_ms=%.1f issuers_ms=%.1f staging_ms=%.1f"
+                     " commit_ms=%.1f tiles_ms=%.1f checkpoint_ms=%.1f",
                      name, rep.entries, rep.size, rep.timestamp, rep.tiles, rep.ms_total,
-                     rep.ms_build, rep.ms_tiles);
+                     rep.ms_build, rep.ms_issuers, rep.ms_staging, rep.ms_commit, rep.ms_tiles,
+                     rep.ms_checkpoint);
         else
             log_debug("checkpoint refreshed", "log=%s size=%" PRIu64 " timestamp=%" PRIu64,
                       name, rep.size, rep.timestamp);
