@@ -711,12 +711,13 @@ static void test_conformance_get_info(void **state)
         assert_string_equal(info.etag, "");
         assert_string_equal(info.last_modified, "");
     } else {
-        /* The key's own metadata (data tile: gzip, immutable). */
-        storage_meta want = storage_meta_for_key("tile/data/x001/234.p/3");
+        /* The key's own metadata, as storage_put sent it (no meta given). */
+        storage_meta want = storage_meta_for_key(key);
         assert_true(info.has_meta);
-        assert_string_equal(info.content_type, want.content_type);
-        assert_string_equal(info.content_encoding, want.content_encoding);
-        assert_string_equal(info.cache_control, want.cache_control);
+        assert_string_equal(info.content_type, want.content_type ? want.content_type : "");
+        assert_string_equal(info.content_encoding,
+                            want.content_encoding ? want.content_encoding : "");
+        assert_string_equal(info.cache_control, want.cache_control ? want.cache_control : "");
         unsigned char md5[16];
         unsigned md5_len = 0;
         assert_int_equal(EVP_Digest(body, sizeof body - 1, md5, &md5_len, EVP_md5(), NULL), 1);
