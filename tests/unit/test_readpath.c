@@ -614,8 +614,8 @@ static void test_immutable_objects_cached(void **state)
 
 /* A backend that keeps metadata (s3): the stored headers are passed through for every kind of
  * object instead of being derived from the key, with the stored ETag (plus "-identity" for a
- * decompressed data tile); immutable objects (with their metadata) are still cached, the
- * checkpoint is not. */
+ * decompressed data tile); immutable objects (hash tiles, data tiles, issuers, with their
+ * metadata) are still cached, the checkpoint is not. */
 static void test_stored_headers_passed_through(void **state)
 {
     (void)state;
@@ -646,6 +646,19 @@ static void test_stored_headers_passed_through(void **state)
     req_opts inm = {.if_none_match = "\"0123456789abcdef0123456789abcdef\""};
     get_str(f, "tile/0/001", &inm, &r);
     assert_int_equal(r.status, 304);
+    read_response_free(&r);
+
+    /* An issuer: served as stored, with the stored headers. */
+    const x509_chain_result *chain = test_log_chain(2);
+    char hex[65], issuer[80];
+    hex_encode(hex, chain->fingerprints[0], 32);
+    snprintf(issuer, sizeof issuer, "issuer/%s", hex);
+    get_str(f, issuer, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, chain->issuers[0].len);
+    assert_memory_equal(r.body, chain->issuers[0].data, r.body_len);
+    assert_string_equal(header(&r, "Content-Type"), "application/x-stored");
+    assert_string_equal(header(&r, "Last-Modified"), "Sun, 22 Nov 2026 02:30:00 GMT");
     read_response_free(&r);
 
     /* A data tile stored with Content-Encoding: gzip goes out as stored, or decompressed for a
@@ -679,6 +692,9 @@ static void test_stored_headers_passed_through(void **state)
     assert_string_equal(header(&r, "Cache-Control"), "public, max-age=123");
     read_response_free(&r);
     get_str(f, "tile/data/001", NULL, &r);
+    assert_string_equal(header(&r, "Cache-Control"), "public, max-age=123");
+    read_response_free(&r);
+    get_str(f, issuer, NULL, &r);
     assert_string_equal(header(&r, "Cache-Control"), "public, max-age=123");
     read_response_free(&r);
     assert_int_equal(f->spy.gets, gets);
