@@ -5,7 +5,7 @@
 #      submitted with every SCT verified; tegula fsck over s3:// (--scts), and the RFC 6962
 #      layer (get-sth, get-entries) served from S3 by the frontend; certspotter (a real CT
 #      monitor) through that layer: it verifies the STH and the tree and reports every
-#      submitted entry; the monitoring objects (checkpoint, hash tiles, data tiles, an issuer)
+#      submitted entry (and again after parts 2 and 3, continuing from its verified position); the monitoring objects (checkpoint, hash tiles, data tiles, an issuer)
 #      served by the frontend with exactly the headers S3 stored them with;
 #   2. kill -9 of the sequencer (and of tegula up, so nothing restarts it) under load, then a
 #      restart with no local state at all (data/ removed): recovery from the S3 lock and the
@@ -99,31 +99,39 @@ echo ".load.tegula.test" >"$TG_TMP/watchlist"
 printf '%s\n' '{"version":"1","operators":[{"name":"tegula","email":["ops@example.test"],"logs":[' \
     "{\"description\":\"tegula on S3\",\"log_id\":\"$logid\",\"key\":\"$spki\",\"url\":\"$(tg_prefix $log)\"," \
     '"mmd":60,"state":{"usable":{"timestamp":"2026-01-01T00:00:00Z"}}}]}]}' >"$TG_TMP/loglist.json"
-certspotter -logs "$TG_TMP/loglist.json" -watchlist "$TG_TMP/watchlist" \
-    -state_dir "$TG_TMP/certspotter" -stdout -verbose -no_save \
-    >"$TG_TMP/certspotter.out" 2>"$TG_TMP/certspotter.err" &
-cs=$!
-TG_PIDS="$TG_PIDS $cs"
-# The log entry indices certspotter reported ("Log Entry = N @ URL"), one per line, sorted.
-reported() { sed -n 's/.*Log Entry = \([0-9]*\) .*/\1/p' "$TG_TMP/certspotter.out" | sort -n -u; }
-# certspotter saves the position it verified (the root recomputed from every entry and
-# checked against a signed STH) in its state directory.
-cs_verified() {
-    state=$(find "$TG_TMP/certspotter/logs" -name state.json 2>/dev/null | head -n 1)
-    [ -n "$state" ] && [ "$(jq -r .verified_position.size "$state")" = "$size" ] &&
-        [ "$(jq -r .verified_sth.sha256_root_hash "$state")" = "$root" ] &&
-        [ "$(reported | wc -l)" -ge "$size" ]
+# run_certspotter NAME MIN: runs certspotter (state kept in $TG_TMP/certspotter across runs) until
+# it has verified the tree of get-sth ($size, $root): the root recomputed from every entry and
+# checked against a signed STH; a later run continues from the position verified before, so the
+# new tree must extend the old one; and until it reported at least MIN entries. Its report goes
+# to $TG_TMP/certspotter-NAME.out; the log entry indices it reported ("Log Entry = N @ URL") to
+# $TG_TMP/reported-NAME, sorted.
+run_certspotter() {
+    cs_out=$TG_TMP/certspotter-$1.out
+    certspotter -logs "$TG_TMP/loglist.json" -watchlist "$TG_TMP/watchlist" \
+        -state_dir "$TG_TMP/certspotter" -stdout -verbose -no_save \
+        >"$cs_out" 2>"$TG_TMP/certspotter-$1.err" &
+    cs=$!
+    TG_PIDS="$TG_PIDS $cs"
+    cs_min=$2
+    cs_verified() {
+        state=$(find "$TG_TMP/certspotter/logs" -name state.json 2>/dev/null | head -n 1)
+        [ -n "$state" ] && [ "$(jq -r .verified_position.size "$state")" = "$size" ] &&
+            [ "$(jq -r .verified_sth.sha256_root_hash "$state")" = "$root" ] &&
+            [ "$(grep -c 'Log Entry = ' "$cs_out")" -ge "$cs_min" ]
+    }
+    tg_wait_until 120 "certspotter ($1) to verify all $size entries of the S3-backed log" cs_verified
+    kill "$cs" 2>/dev/null || :
+    wait "$cs" 2>/dev/null || :
+    if grep -v "context canceled" "$TG_TMP/certspotter-$1.err" |
+        grep -iE "error|fail|mismatch|invalid|inconsistent"; then
+        fail "certspotter ($1) reported a problem"
+    fi
+    sed -n 's/.*Log Entry = \([0-9]*\) .*/\1/p' "$cs_out" | sort -n -u >"$TG_TMP/reported-$1"
 }
-tg_wait_until 120 "certspotter to verify all $size entries of the S3-backed log" cs_verified
-kill "$cs" 2>/dev/null || :
-wait "$cs" 2>/dev/null || :
-if grep -v "context canceled" "$TG_TMP/certspotter.err" | grep -iE "error|fail|mismatch|invalid|inconsistent"; then
-    fail "certspotter reported a problem"
-fi
+run_certspotter first 400
 awk '{ print $1 }' "$TG_TMP/scts1" | sort -n -u >"$TG_TMP/submitted"
-reported >"$TG_TMP/reported"
-cmp -s "$TG_TMP/submitted" "$TG_TMP/reported" ||
-    fail "certspotter reported $(wc -l <"$TG_TMP/reported") entries, not the $(wc -l <"$TG_TMP/submitted") submitted"
+cmp -s "$TG_TMP/submitted" "$TG_TMP/reported-first" ||
+    fail "certspotter reported $(wc -l <"$TG_TMP/reported-first") entries, not the $(wc -l <"$TG_TMP/submitted") submitted"
 check "certspotter verified the STH and the tree (size $size, root $root) over S3 and reported each of the 400 submitted entries"
 
 # ---- 1c. the monitoring objects as the frontend serves them from S3 carry the headers S3
@@ -242,6 +250,19 @@ kill -TERM $load_pid
 wait_status $load_pid 300
 grep -q ' bad_sct=0 ' "$TG_TMP/load3.out" || fail "a returned SCT did not verify: $(tail -n 3 "$TG_TMP/load3.out")"
 [ "$status" -eq 0 ] || fail "load exited $status: $(tail -n 3 "$TG_TMP/load3.out")"
+# certspotter again, from the position it verified at 400, over the tree the crash and the
+# outage left: the new tree must extend the old one, and every entry with an SCT since is reported.
+size=$(tg_checkpoint_size $log)
+tg_wait_until 15 "get-sth to reach tree size $size" sth_caught_up
+sth=$(curl -fsS --max-time 10 "$(tg_prefix $log)ct/v1/get-sth") || fail "get-sth"
+root=$(echo "$sth" | jq -r .sha256_root_hash)
+[ "$(echo "$sth" | jq -r .tree_size)" = "$size" ] || fail "get-sth moved past $size: $sth"
+cat "$TG_TMP/scts2" "$TG_TMP/scts3" "$TG_TMP/scts4" | awk '{ print $1 }' | sort -n -u >"$TG_TMP/submitted2"
+run_certspotter second "$(wc -l <"$TG_TMP/submitted2" | tr -d ' ')"
+missing=$(comm -23 "$TG_TMP/submitted2" "$TG_TMP/reported-second" | wc -l | tr -d ' ')
+[ "$missing" = 0 ] || fail "certspotter's second run missed $missing entries that got an SCT"
+[ "$(head -n 1 "$TG_TMP/reported-second")" -ge 400 ] || fail "certspotter re-read entries below 400"
+check "certspotter continued from 400 to $size (the new tree extends the verified one) and reported all $(wc -l <"$TG_TMP/submitted2") entries with SCTs since"
 echo "   part 3 done at $(elapsed)"
 
 TG_ALLOW_RESTARTS=1 # the outage may stop the sequencer on purpose; tegula up restarts it
