@@ -17,6 +17,7 @@
 #   compose_ids SERVICE    ids of the project's running containers of SERVICE (by label)
 #   compose_metric ID NAME_REGEX   sum of the matching samples of a container's /metrics
 #   compose_load ARGS      tegula load against the log through the load balancer
+#   compose_load_bg OUT ARGS / compose_load_stop   the same in the background, and its stop
 #   compose_fsck SCTS      tegula fsck through the load balancer with --scts; asserts all found
 #
 # Facts behind it: shared/docs/CONTAINERS.md.
@@ -131,6 +132,33 @@ compose_metrics_port() {
 compose_load() {
     "$TG_TEGULA" load --url "$CP_PREFIX" --ca-dir "$CP_CFG/test-ca" --key "$CP_PUBKEY" \
         --not-after "$CP_NOT_AFTER" --threads 1 "$@"
+}
+
+# compose_load_bg OUT ARGS: tegula load in the background (its pid in $CP_LOAD_PID, also
+# stopped by the cleanup), output in OUT.
+compose_load_bg() {
+    out_file=$1
+    shift
+    "$TG_TEGULA" load --url "$CP_PREFIX" --ca-dir "$CP_CFG/test-ca" --key "$CP_PUBKEY" \
+        --not-after "$CP_NOT_AFTER" --threads 1 "$@" >"$out_file" 2>&1 &
+    CP_LOAD_PID=$!
+    TG_PIDS="$TG_PIDS $CP_LOAD_PID"
+}
+
+# compose_load_stop: SIGTERM to the background load; waits (bounded: in-flight requests
+# finish) and sets $status to its exit status.
+compose_load_stop() {
+    kill -TERM "$CP_LOAD_PID" 2>/dev/null || :
+    i=0
+    while kill -0 "$CP_LOAD_PID" 2>/dev/null && [ $i -lt 1500 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    kill -0 "$CP_LOAD_PID" 2>/dev/null && fail "tegula load still runs 150 s after SIGTERM"
+    set +e
+    wait "$CP_LOAD_PID"
+    status=$?
+    set -e
 }
 
 # compose_fsck SCTS: the whole log through the load balancer's monitoring endpoints.
