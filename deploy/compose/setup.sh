@@ -28,10 +28,10 @@ umask 022
 
 # tegula ARGS: the CLI in the image, DIR mounted at /cfg.
 tegula() {
-    "$engine" run --rm --user 0 --entrypoint tegula -v "$dir:/cfg" "$image" "$@"
+    "$engine" run --rm --no-healthcheck --user 0 --entrypoint tegula -v "$dir:/cfg" "$image" "$@"
 }
 in_image() {
-    "$engine" run --rm --user 0 --entrypoint sh -v "$dir:/cfg" "$image" -c "$1"
+    "$engine" run --rm --no-healthcheck --user 0 --entrypoint sh -v "$dir:/cfg" "$image" -c "$1"
 }
 
 mkdir -p "$dir/keys" "$dir/tls"
