@@ -52,8 +52,8 @@ compose_init() {
     CP_CFG=$TG_TMP/config
     mkdir -p "$CP_CFG"
     cp "$CP_REPO/deploy/compose/tegula.yaml" "$CP_CFG/"
-    # Test timing: a 200 ms sequencing period keeps the tests short.
-    sed -i 's/^    period_ms: .*/    period_ms: 200/' "$CP_CFG/tegula.yaml"
+    # Test timing: a 200 ms sequencing period keeps the tests short (CP_PERIOD_MS overrides).
+    sed -i "s/^    period_ms: .*/    period_ms: ${CP_PERIOD_MS:-200}/" "$CP_CFG/tegula.yaml"
     CONTAINER_ENGINE=podman "$CP_REPO/deploy/compose/setup.sh" "$CP_CFG" >"$TG_TMP/setup.out" 2>&1 ||
         fail "setup.sh: $(cat "$TG_TMP/setup.out")"
     CP_PUBKEY=$CP_CFG/keys/$CP_LOG.pem
