@@ -149,6 +149,8 @@ elif [ "${BENCH_NO_DOC:-0}" != 1 ]; then
 fi
 [ $load_status -eq 0 ] || fail "tegula load exited $load_status"
 [ "$s3_mode" = 1 ] && exit 0
+# The compose run (deploy/docker-compose.yml under podman): tests/bench/compose.sh.
+[ "${BENCH_COMPOSE:-1}" = 0 ] || "$bench_dir/compose.sh" "$build" || fail "the compose bench run failed"
 
 # ---- The S3 run: the same bench in a child process, against a private Ceph RGW.
 s3_server=$repo/tests/system/s3-server.sh
