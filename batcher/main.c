@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "batching.h"
 #include "buffer.h"
@@ -49,7 +50,12 @@ static const char help[] =
     "  -c, --config FILE    the tegula YAML config (required)\n"
     "  --listen ADDR        NNG address to receive submissions on, e.g. tcp://127.0.0.1:9101\n"
     "                       (required)\n"
-    "  --id NAME            batcher id sent with every batch (default: the listen address);\n"
+    "  --id NAME            batcher id sent with every batch; the sequencer tells batches\n"
+    "                       apart by (id, batch sequence), so every running batcher of a\n"
+    "                       deployment needs its own (default: the listen address, or this\n"
+    "                       machine's host name when the listen host is a wildcard such as\n"
+    "                       tcp://0.0.0.0:9100, as in a container: replicas listen on the\n"
+    "                       same address but each has its own host name);\n"
     "                       the dedup database is batchers.db/<id, sanitised>\n"
     "  --http HOST:PORT     serve /healthz, /readyz and /metrics\n"
     "  --recreate-db        if the dedup database cannot be opened (corrupt), move it aside\n"
@@ -59,6 +65,18 @@ static const char help[] =
     "\n"
     "Exit status: 0 after SIGTERM/SIGINT, 1 on a fatal error, 2 on a bad command line or\n"
     "config.\n";
+
+/* True when a TCP listen address binds every interface (host 0.0.0.0, '*', empty or [::]):
+ * then every replica of a container or pod has the same one. */
+static bool listen_host_is_wildcard(const char *listen)
+{
+    static const char *const wildcards[] = {"tcp://0.0.0.0:", "tcp://*:", "tcp://:",
+                                            "tcp://[::]:", "tcp4://0.0.0.0:", "tcp6://[::]:"};
+    for (size_t i = 0; i < sizeof wildcards / sizeof wildcards[0]; i++)
+        if (strncmp(listen, wildcards[i], strlen(wildcards[i])) == 0)
+            return true;
+    return false;
+}
 
 typedef struct app {
     const config *cfg;
@@ -141,6 +159,14 @@ int main(int argc, char **argv)
     if (!nng_address_ok(listen))
         return usage_error("--listen %s: want tcp://HOST:PORT, ipc://PATH or inproc://NAME",
                            listen);
+    char hostname[256];
+    if (!id && listen_host_is_wildcard(listen)) {
+        if (gethostname(hostname, sizeof hostname) != 0 || hostname[0] == 0 ||
+            memchr(hostname, 0, sizeof hostname) == NULL)
+            return usage_error("--listen %s binds every interface and the host name is "
+                               "unknown: give --id NAME", listen);
+        id = hostname;
+    }
     if (!id)
         id = listen;
     if (id[0] == 0 || strlen(id) > 255)

@@ -32,11 +32,13 @@
 
 #define EXIT_FATAL 1
 #define EXIT_USAGE 2
+#define EXIT_EXISTS 3
 /* How long a stopping sequencer waits for replies to leave. */
 #define STOP_WAIT_MS 2000
 
 static const char usage_text[] =
-    "Usage: tegula-sequencer -c tegula.yaml --log NAME [--create] [--http HOST:PORT]\n"
+    "Usage: tegula-sequencer -c tegula.yaml --log NAME [--create | --create-only]\n"
+    "                        [--http HOST:PORT]\n"
     "\n"
     "Runs the sequencer of one log: pools batches from the batchers on the log's\n"
     "`sequencer:` address and every period_ms commits them to the log's storage and lock.\n"
@@ -45,16 +47,21 @@ static const char usage_text[] =
     "  -l, --log NAME      the log to sequence (its name in the config)\n"
     "      --create        create the log (only when neither the lock nor storage has a\n"
     "                      checkpoint); without it a missing log is an error\n"
+    "      --create-only   create the log as --create does, then exit without sequencing\n"
+    "                      (a first-start step: exit status 3, nothing changed, when the\n"
+    "                      lock already holds a checkpoint)\n"
     "      --http ADDR     serve /healthz and /metrics on HOST:PORT\n"
     "  -h, --help          this text\n"
     "\n"
-    "Exit status: 0 after SIGTERM/SIGINT, 1 on a fatal error, 2 on bad usage or config.\n";
+    "Exit status: 0 after SIGTERM/SIGINT (or --create-only created the log), 1 on a fatal\n"
+    "error, 2 on bad usage or config, 3 when --create-only found the log existing.\n";
 
 typedef struct options {
     const char *config_path;
     const char *log_name;
     const char *http_listen;
     bool create;
+    bool create_only;
 } options;
 
 static int usage_error(const char *fmt, const char *arg)
@@ -68,10 +75,11 @@ static int usage_error(const char *fmt, const char *arg)
 /* Returns -1 to continue, otherwise an exit status. */
 static int parse_options(int argc, char **argv, options *o)
 {
-    enum { OPT_CREATE = 256, OPT_HTTP };
+    enum { OPT_CREATE = 256, OPT_HTTP, OPT_CREATE_ONLY };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'}, {"log", required_argument, NULL, 'l'},
         {"create", no_argument, NULL, OPT_CREATE}, {"http", required_argument, NULL, OPT_HTTP},
+        {"create-only", no_argument, NULL, OPT_CREATE_ONLY},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     int opt;
@@ -81,6 +89,7 @@ static int parse_options(int argc, char **argv, options *o)
         case 'c': o->config_path = optarg; break;
         case 'l': o->log_name = optarg; break;
         case OPT_CREATE: o->create = true; break;
+        case OPT_CREATE_ONLY: o->create = o->create_only = true; break;
         case OPT_HTTP: o->http_listen = optarg; break;
         case 'h': fputs(usage_text, stdout); return 0;
         case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -337,11 +346,26 @@ int main(int argc, char **argv)
         log_error("cannot set up the log", "log=%s error=\"%s\"", lc->name, err.msg);
         goto out;
     }
+    if (opt.create_only) {
+        buffer existing = {0};
+        char version[LOCK_VERSION_MAX];
+        int lrc = lock_read(lk, &existing, version, &err);
+        buffer_free(&existing);
+        if (lrc == LOCK_OK) {
+            log_info("the log already exists; nothing to create", "log=%s", lc->name);
+            rc = EXIT_EXISTS;
+            goto out;
+        }
+    }
     if (recovery_run(log, opt.create, seq_now_ms(), &err) != 0) {
         log_error("refusing to start", "log=%s error=\"%s\"", lc->name, err.msg);
         goto out;
     }
     publish_logv3(lc, signer, store, log);
+    if (opt.create_only) {
+        rc = 0;
+        goto out;
+    }
     pool_config pc = {.entry_limit = lc->pool_limit};
     p = pool_new(&pc);
     if (p == NULL) {

@@ -13,7 +13,12 @@ curl openssl ca-certificates procps psmisc certspotter jq wrk"
 
 # The S3 system tests run Ceph's RADOS Gateway on a one-node cluster (monitor + OSD);
 # ceph-mgr is not needed. See tests/system/s3-server.sh.
-SYSTEM_PACKAGES="radosgw ceph-mon ceph-osd ceph-base"
+# The container tests (tests/system/test_compose_*.sh) run deploy/ with podman as root:
+# runc (the runtime containers.conf selects), netavark + aardvark-dns (compose service
+# names resolve by DNS; the CNI backend has no DNS here), catatonit (compose `init: true`),
+# debootstrap (the base image is made locally: there is no registry).
+SYSTEM_PACKAGES="radosgw ceph-mon ceph-osd ceph-base
+podman podman-compose runc netavark aardvark-dns catatonit debootstrap"
 
 case "${1:-}" in
     "") ;;
