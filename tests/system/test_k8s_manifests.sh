@@ -83,6 +83,18 @@ kubectl kustomize "$example" >"$TG_TMP/example.yaml" 2>"$TG_TMP/kustomize.err" |
     fail "kubectl kustomize overlays/example: $(cat "$TG_TMP/kustomize.err")"
 kversion=$(kubectl version --client 2>/dev/null | sed -n 's/.*Kustomize Version: \(v[0-9.]*\).*/\1/p;s/.*GitVersion:"\(v[0-9.]*\)".*/kubectl \1/p' | head -n 1)
 check "kubectl kustomize (${kversion:-?}) renders the base ($(grep -c '^kind:' "$TG_TMP/base.yaml") objects) and the example overlay ($(grep -c '^kind:' "$TG_TMP/example.yaml") objects) in $(ms "$started")"
+# The strict config loader accepts both configs (a batcher loads it, then runs until the
+# SIGTERM from timeout: exit 0; a config error is exit 2 at once). Local paths go to $TG_TMP.
+for cfg in base/tegula.yaml overlays/example/tegula.yaml; do
+    sed "s#/var/lib/tegula/#$TG_TMP/var/#" "$TG_TMP/k8s/$cfg" >"$TG_TMP/cfg.yaml"
+    set +e
+    timeout --preserve-status -s TERM 2 "$TG_BUILD/tegula-batcher" -c "$TG_TMP/cfg.yaml" --listen tcp://127.0.0.1:0 \
+        --id config-check >"$TG_TMP/cfg.out" 2>&1
+    status=$?
+    set -e
+    [ $status -eq 0 ] || fail "deploy/k8s/$cfg does not load (exit $status): $(cat "$TG_TMP/cfg.out")"
+done
+check "the base's and the example's tegula.yaml load"
 out=$(manifests secrets-empty "$TG_TMP/base.yaml" 2>&1) || fail "$out"
 check "no private key in deploy/k8s; the base's Secrets are empty placeholders"
 
@@ -164,7 +176,7 @@ logs:
     not_after_start: $(tg_date -365)
     not_after_limit: $(tg_date 730)
     storage: $(s3url $log)
-    lock: $(s3url $log-lock)
+    lock: $(s3url $log-lock/checkpoint)
     sequencer: tcp://127.0.0.1:$sport
     period_ms: 200
 frontend:
