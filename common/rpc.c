@@ -178,8 +178,12 @@ struct rpc_client {
     /* Dialer watchdog. NNG 1.5.2's dialer can stop redialling for good when a connection is
      * dropped while it is still being set up (a peer that accepts and hangs up at once, or
      * kicks the very first request); a dialer that has had no connection for stuck_ms is
-     * replaced. The dialer handle is only touched by open and by this aio's callback. */
-    nng_aio *watch_aio;
+     * replaced. It runs on a thread of its own, not as an NNG aio callback: closing a dialer
+     * waits for NNG's task threads, and a callback doing so from each of them (one per client
+     * while the peers are down) deadlocked NNG for good. The dialer handle is only touched
+     * by open and by this thread; `watch_wake` (with mu) ends its sleep on close. */
+    pthread_t watch_thread;
+    pthread_cond_t watch_wake;
     int stuck_ms;
     char url[256];
 };
@@ -227,35 +231,48 @@ static void client_pipe_event(nng_pipe pipe, nng_pipe_ev ev, void *arg)
         log_info("rpc connection down", "peer=%s pipe=%u", c->url, id);
 }
 
-static void client_watch(void *arg)
+/* Replaces the dialer when it has had no connection for stuck_ms (also what happens while
+ * the peer is simply down: then it only restarts the retry). */
+static void client_check_dialer(rpc_client *c)
 {
-    rpc_client *c = arg;
-    if (nng_aio_result(c->watch_aio) != 0)
-        return; /* stopped by close */
-    pthread_mutex_lock(&c->mu);
-    bool closing = c->closing;
-    pthread_mutex_unlock(&c->mu);
-    if (closing)
-        return;
     pthread_mutex_lock(&c->pipe_mu);
     int64_t now = monotonic_ms();
     bool stuck = c->pipe_count == 0 && c->down_since_ms != 0 && now - c->down_since_ms >= c->stuck_ms;
     if (stuck)
         c->down_since_ms = now; /* give the new dialer its own stuck_ms */
     pthread_mutex_unlock(&c->pipe_mu);
-    if (stuck) {
-        /* Also what happens while the peer is simply down: then it only restarts the retry. */
-        log_debug("rpc dialer restarted after a long disconnection", "peer=%s", c->url);
-        nng_dialer old = c->dialer;
-        int rv = nng_dial(c->sock, c->url, &c->dialer, NNG_FLAG_NONBLOCK);
-        if (rv != 0) {
-            c->dialer = old;
-            log_warn("rpc dialer restart failed", "peer=%s err=\"%s\"", c->url, nng_strerror(rv));
-        } else {
-            nng_dialer_close(old);
-        }
+    if (!stuck)
+        return;
+    log_debug("rpc dialer restarted after a long disconnection", "peer=%s", c->url);
+    nng_dialer old = c->dialer;
+    int rv = nng_dial(c->sock, c->url, &c->dialer, NNG_FLAG_NONBLOCK);
+    if (rv != 0) {
+        c->dialer = old;
+        log_warn("rpc dialer restart failed", "peer=%s err=\"%s\"", c->url, nng_strerror(rv));
+    } else {
+        nng_dialer_close(old);
     }
-    nng_sleep_aio(c->stuck_ms / 2, c->watch_aio);
+}
+
+static void *client_watch(void *arg)
+{
+    rpc_client *c = arg;
+    pthread_mutex_lock(&c->mu);
+    while (!c->closing) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        int64_t ns = until.tv_nsec + (int64_t)(c->stuck_ms / 2) * 1000000;
+        until.tv_sec += ns / 1000000000;
+        until.tv_nsec = ns % 1000000000;
+        pthread_cond_timedwait(&c->watch_wake, &c->mu, &until);
+        if (c->closing)
+            break;
+        pthread_mutex_unlock(&c->mu);
+        client_check_dialer(c);
+        pthread_mutex_lock(&c->mu);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
 }
 
 /* Drops a slot reference, and the in_nng count when leaving an NNG call. */
@@ -413,6 +430,11 @@ rpc_client *rpc_client_open(const char *url, const rpc_client_options *opts, err
     pthread_mutex_init(&c->mu, NULL);
     pthread_mutex_init(&c->pipe_mu, NULL);
     pthread_cond_init(&c->idle, NULL);
+    pthread_condattr_t monotonic;
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->watch_wake, &monotonic);
+    pthread_condattr_destroy(&monotonic);
 
     int rv = nng_req0_open(&c->sock);
     if (rv != 0) {
@@ -443,17 +465,17 @@ rpc_client *rpc_client_open(const char *url, const rpc_client_options *opts, err
         goto fail;
     }
     c->stuck_ms = 3 * c->opts.reconnect_max_ms < 1000 ? 1000 : 3 * c->opts.reconnect_max_ms;
-    if ((rv = nng_aio_alloc(&c->watch_aio, client_watch, c)) != 0) {
-        error_set(err, "allocating an aio: %s", nng_strerror(rv));
+    if ((rv = pthread_create(&c->watch_thread, NULL, client_watch, c)) != 0) {
+        error_set(err, "starting the dialer watchdog: %s", strerror(rv));
         goto fail;
     }
-    nng_sleep_aio(c->stuck_ms / 2, c->watch_aio);
     return c;
 
 fail:
     nng_close(c->sock);
 fail_nosock:
     pthread_cond_destroy(&c->idle);
+    pthread_cond_destroy(&c->watch_wake);
     pthread_mutex_destroy(&c->pipe_mu);
     pthread_mutex_destroy(&c->mu);
     free(c);
@@ -594,8 +616,9 @@ void rpc_client_close(rpc_client *c)
         return;
     pthread_mutex_lock(&c->mu);
     c->closing = true;
+    pthread_cond_signal(&c->watch_wake);
     pthread_mutex_unlock(&c->mu);
-    nng_aio_free(c->watch_aio); /* stops the watchdog and waits for a running check */
+    pthread_join(c->watch_thread, NULL); /* waits for a running check */
     pthread_mutex_lock(&c->mu);
     while (c->in_nng > 0)
         pthread_cond_wait(&c->idle, &c->mu);
@@ -614,6 +637,7 @@ void rpc_client_close(rpc_client *c)
         s = next;
     }
     pthread_cond_destroy(&c->idle);
+    pthread_cond_destroy(&c->watch_wake);
     pthread_mutex_destroy(&c->pipe_mu);
     pthread_mutex_destroy(&c->mu);
     free(c);

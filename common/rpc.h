@@ -20,7 +20,8 @@
  * NNG 1.5.2 (Debian 12) defects this module works around: closing a socket while another
  * thread is still inside nng_ctx_send/recv on it crashes (close waits for those calls); a
  * dialer can stop redialling after a connection dies while being set up (the client
- * replaces a dialer that stays disconnected); pipe events can arrive removal-first. One it
+ * replaces a dialer that stays disconnected, on a thread of its own: closing a dialer from
+ * NNG's callbacks exhausts its task threads and deadlocks it); pipe events can arrive removal-first. One it
  * cannot: a connection reset while NNG is still writing to it (e.g. a request over the
  * server's size limit) can wedge NNG's reaper, after which closing that process's sockets
  * blocks (apparently nng PR #1636, in 1.6.0). Clients refuse oversized requests, the one

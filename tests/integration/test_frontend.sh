@@ -304,20 +304,8 @@ if [ -x "$build/tegula-batcher" ] && [ -x "$build/tegula-sequencer" ]; then
     "$build/tegula-batcher" -c "$tmp/tegula.yaml" --listen "tcp://127.0.0.1:$b2" \
         2>"$tmp/b2.log" &
     pids="$pids $!"
-    # Known defect (NNG 1.5.2, Debian 12): a frontend that dialled batchers while they were down
-    # for a long time may never connect to them afterwards. Until the RPC client works around
-    # it, this section restarts the frontend once its peers listen, as `tegula up` orders them.
-    kill -TERM "$fe_pid"
-    i=0
-    while kill -0 "$fe_pid" 2>/dev/null && [ $i -lt 100 ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
-    kill -KILL "$fe_pid" 2>/dev/null || true
-    wait "$fe_pid" 2>/dev/null || true
-    "$frontend" -c "$tmp/tegula.yaml" 2>>"$tmp/frontend.log" &
-    fe_pid=$!
-    pids="$pids $fe_pid"
+    # The frontend has dialled these batchers and sequencers (down until now) since it
+    # started: it must connect to them without a restart.
     i=0
     until [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/readyz")" = 200 ]; do
         i=$((i + 1))

@@ -591,6 +591,35 @@ static void test_unreachable_then_reconnect(void **state)
     ts_stop(&ts, 1000);
 }
 
+/* Several clients whose peers stay down long enough for the dialer watchdog to replace their
+ * dialers many times (more clients than NNG has task threads: a watchdog that closed dialers
+ * from NNG callbacks deadlocked NNG this way for good), then the peers start: every client
+ * connects and calls succeed. */
+#define LATE_PEERS 8
+static void test_many_clients_reach_peers_that_start_late(void **state)
+{
+    (void)state;
+    rpc_client_options copts = {.reconnect_min_ms = 20, .reconnect_max_ms = 100};
+    int ports[LATE_PEERS];
+    rpc_client *clients[LATE_PEERS];
+    for (int i = 0; i < LATE_PEERS; i++) {
+        ports[i] = free_port();
+        clients[i] = client_for(ports[i], &copts);
+    }
+    sleep_ms(3500); /* the watchdog (stuck after 1 s, checked every 0.5 s) fires several times */
+    test_server servers[LATE_PEERS];
+    for (int i = 0; i < LATE_PEERS; i++)
+        ts_start(&servers[i], ports[i], SERVE_ECHO, NULL);
+    for (int i = 0; i < LATE_PEERS; i++) {
+        wait_connected(clients[i], true);
+        assert_int_equal(ping_sync(clients[i], "late peer", 5000), RPC_OK);
+    }
+    for (int i = 0; i < LATE_PEERS; i++) {
+        rpc_client_close(clients[i]);
+        ts_stop(&servers[i], 1000);
+    }
+}
+
 /* The server goes away with calls in flight: each fails exactly once; the replacement server
  * on the same address serves new calls and never sees the old requests again (no resend on
  * reconnect). */
@@ -1095,6 +1124,7 @@ int main(void)
         cmocka_unit_test(test_ten_thousand_concurrent_calls),
         cmocka_unit_test(test_timeout_and_late_reply_discarded),
         cmocka_unit_test(test_unreachable_then_reconnect),
+        cmocka_unit_test(test_many_clients_reach_peers_that_start_late),
         cmocka_unit_test(test_server_restart_mid_stream),
         cmocka_unit_test(test_garbage_does_not_crash_server),
         cmocka_unit_test(test_empty_reply_is_protocol_error),
