@@ -223,6 +223,8 @@ function check(file) {
         if (!hpa || hpa.apiVersion !== "autoscaling/v2" ||
             !(hpa.spec.metrics || []).some((m) => m.type === "Resource" && m.resource.name === "cpu"))
             problem(`${id(d)}: no autoscaling/v2 HPA on CPU`);
+        else if (d.spec.replicas !== undefined)
+            problem(`${id(d)}: replicas is set, but the HPA owns the count (apply would reset it)`);
         if (!byKind("PodDisruptionBudget").some((p) => selects(p.spec.selector.matchLabels, d.spec.template.metadata.labels)))
             problem(`${id(d)}: no PodDisruptionBudget`);
         if (!byKind("Service").some((s) => s.spec.clusterIP !== "None" && selects(s.spec.selector, d.spec.template.metadata.labels)))
