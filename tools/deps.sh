@@ -32,8 +32,17 @@ for pkg in $PACKAGES; do
         missing="$missing $pkg"
     fi
 done
-# (Nothing to install: skip to the tools below.)
-if [ -z "$missing" ]; then :; else
+# tests/system/test_k8s_manifests.sh renders deploy/k8s with `kubectl kustomize` and validates
+# it with node + npm (kubernetes-models). A kubectl already installed (e.g. the `kubectl`
+# package, 1.32 with kustomize v5) is used as it is; otherwise Debian's kubernetes-client
+# (kubectl 1.20 with kustomize v2.0.3: deploy/k8s renders the same objects with both).
+if [ "${1:-}" = system ]; then
+    command -v kubectl >/dev/null 2>&1 || missing="$missing kubernetes-client"
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        missing="$missing nodejs npm"
+    fi
+fi
+[ -z "$missing" ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "deps: missing packages:$missing (run as root, or install them)" >&2
@@ -44,27 +53,3 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq --error-on=any
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing >/dev/null
-fi
-
-# tests/system/test_k8s_manifests.sh renders deploy/k8s with `kubectl kustomize` and validates
-# it with node + npm (kubernetes-models). A kubectl already installed (e.g. the `kubectl`
-# package, 1.32 with kustomize v5) is used as it is; otherwise Debian's kubernetes-client
-# (kubectl 1.20 with kustomize v2.0.3: deploy/k8s renders the same objects with both).
-if [ "${1:-}" = system ]; then
-    tools=""
-    command -v kubectl >/dev/null 2>&1 || tools="$tools kubernetes-client"
-    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-        tools="$tools nodejs npm"
-    fi
-    if [ -n "$tools" ]; then
-        if [ "$(id -u)" -ne 0 ]; then
-            echo "deps: missing packages:$tools (run as root, or install them)" >&2
-            exit 1
-        fi
-        echo "deps: installing$tools"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq --error-on=any
-        # shellcheck disable=SC2086
-        apt-get install -y -qq --no-install-recommends $tools >/dev/null
-    fi
-fi
