@@ -16,9 +16,11 @@ curl openssl ca-certificates procps psmisc certspotter jq wrk"
 # The container tests (tests/system/test_compose_*.sh) run deploy/ with podman as root:
 # runc (the runtime containers.conf selects), netavark + aardvark-dns (compose service
 # names resolve by DNS; the CNI backend has no DNS here), catatonit (compose `init: true`),
-# debootstrap (the base image is made locally: there is no registry).
+# debootstrap (the base image is made locally: there is no registry), iptables (netavark
+# sets up every container network with it; without it each run fails with "netavark: No such
+# file or directory", and podman only suggests it).
 SYSTEM_PACKAGES="radosgw ceph-mon ceph-osd ceph-base
-podman podman-compose runc netavark aardvark-dns catatonit debootstrap"
+podman podman-compose runc netavark aardvark-dns catatonit debootstrap iptables"
 
 case "${1:-}" in
     "") ;;
