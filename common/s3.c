@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "base64.h"
+#include "log.h"
 #include "sha256.h"
 
 #define DEFAULT_CONNECTIONS 16
@@ -28,6 +29,10 @@
 /* Idle sessions kept for reuse; more are freed when returned. */
 #define SESSIONS_KEPT 16
 #define CREDENTIALS_FILE_MAX (64 * 1024)
+/* Endpoints whose last working address is remembered (one per distinct host:port). */
+#define KNOWN_ADDRESSES_MAX 16
+#define ADDRESS_MAX 64
+#define ADDRESS_KEY_MAX 300
 
 typedef struct session {
     CURLM *multi;
@@ -48,6 +53,9 @@ struct s3_client {
     char *access_key;
     char *secret_key;
     char *session_token; /* NULL when none */
+    /* "host:port" the requests go to, for the last-known-address table; NULL when the
+     * endpoint is an IP literal (nothing to resolve). */
+    char *address_key;
 
     pthread_mutex_t sessions_lock;
     session *idle_sessions;
@@ -56,6 +64,7 @@ struct s3_client {
     _Atomic uint64_t requests;
     _Atomic uint64_t retries;
     _Atomic uint64_t failures;
+    _Atomic uint64_t stale_address_uses;
 };
 
 /* ---- small helpers ---- */
@@ -381,6 +390,78 @@ static bool credential_ok(const char *s)
     return true;
 }
 
+/* ---- the endpoint's last working address ----
+ * A name that stops resolving (a DNS server restarting, a container network's resolver
+ * reloading, a dropped UDP answer) must not stop a log that still reaches its object store:
+ * every response records the address it came from, and a request whose name did not resolve
+ * is retried at the endpoint's last working address. Shared by every client of the process,
+ * so a client that has not resolved the name yet benefits from another's answer. */
+static pthread_mutex_t known_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    char key[ADDRESS_KEY_MAX];
+    char address[ADDRESS_MAX];
+} known_addresses[KNOWN_ADDRESSES_MAX];
+static size_t known_count, known_next_evicted;
+
+static void known_address_record(const char *key, const char *address)
+{
+    if (!key || !address || !address[0] || strlen(address) >= ADDRESS_MAX)
+        return;
+    pthread_mutex_lock(&known_lock);
+    size_t i = 0;
+    while (i < known_count && strcmp(known_addresses[i].key, key) != 0)
+        i++;
+    if (i == known_count) {
+        if (known_count < KNOWN_ADDRESSES_MAX)
+            known_count++;
+        else
+            i = known_next_evicted++ % KNOWN_ADDRESSES_MAX;
+        snprintf(known_addresses[i].key, ADDRESS_KEY_MAX, "%s", key);
+    }
+    if (strcmp(known_addresses[i].address, address) != 0)
+        snprintf(known_addresses[i].address, ADDRESS_MAX, "%s", address);
+    pthread_mutex_unlock(&known_lock);
+}
+
+static bool known_address_find(const char *key, char out[ADDRESS_MAX])
+{
+    bool found = false;
+    pthread_mutex_lock(&known_lock);
+    for (size_t i = 0; i < known_count && !found; i++) {
+        if (strcmp(known_addresses[i].key, key) == 0) {
+            memcpy(out, known_addresses[i].address, ADDRESS_MAX);
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&known_lock);
+    return found;
+}
+
+/* Sets *out to "host:port" of the requests' URLs (the bucket in front of the host unless path
+ * style), or to NULL for an IP literal; -1 when out of memory. */
+static int address_key_of(const s3_client *c, char **out)
+{
+    *out = NULL;
+    bool https = strncmp(c->endpoint, "https://", 8) == 0;
+    const char *host = c->endpoint + (https ? 8 : 7);
+    if (host[0] == '[')
+        return 0;
+    const char *colon = strchr(host, ':');
+    size_t host_len = colon ? (size_t)(colon - host) : strlen(host);
+    bool literal = true;
+    for (size_t i = 0; i < host_len; i++)
+        literal &= isdigit((unsigned char)host[i]) || host[i] == '.';
+    if (literal && c->path_style)
+        return 0;
+    const char *port = colon ? colon + 1 : https ? "443" : "80";
+    size_t n = strlen(c->bucket) + host_len + strlen(port) + 3;
+    if (!(*out = malloc(n)))
+        return -1;
+    snprintf(*out, n, "%s%s%.*s:%s", c->path_style ? "" : c->bucket, c->path_style ? "" : ".",
+             (int)host_len, host, port);
+    return 0;
+}
+
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_result;
 
@@ -539,6 +620,8 @@ s3_client *s3_client_open(const char *url, error *err)
     if (rc == 0 && (!credential_ok(c->access_key) || !credential_ok(c->secret_key) ||
                     (c->session_token && !credential_ok(c->session_token))))
         rc = error_set(err, "S3 credentials contain characters that cannot be sent");
+    if (rc == 0 && address_key_of(c, &c->address_key) != 0)
+        rc = error_set(err, "out of memory");
 
 done:
     free(credentials_file);
@@ -575,6 +658,7 @@ void s3_client_free(s3_client *c)
     free(c->endpoint);
     free(c->region);
     free(c->sigv4);
+    free(c->address_key);
     wipe_free(c->access_key);
     wipe_free(c->secret_key);
     wipe_free(c->session_token);
@@ -596,6 +680,7 @@ void s3_client_stats(const s3_client *c, s3_stats *out)
     out->requests = atomic_load(&((s3_client *)c)->requests);
     out->retries = atomic_load(&((s3_client *)c)->retries);
     out->failures = atomic_load(&((s3_client *)c)->failures);
+    out->stale_address_uses = atomic_load(&((s3_client *)c)->stale_address_uses);
 }
 
 /* ---- sessions: a multi handle and its easy handles, used by one caller at a time ---- */
@@ -656,6 +741,8 @@ typedef struct transfer {
     uint64_t deadline_ms;   /* no retry starts later than this */
     long status;            /* of the response being received */
     bool error_body;        /* the current response is not 2xx: keep only ERROR_BODY_MAX */
+    bool name_failed;       /* an attempt could not resolve the endpoint's name */
+    struct curl_slist *pinned; /* CURLOPT_RESOLVE entry of an attempt at the known address */
     char curl_error[CURL_ERROR_SIZE];
 } transfer;
 
@@ -877,6 +964,27 @@ static size_t on_body(char *data, size_t size, size_t count, void *ctx)
     return buffer_append(&r->body, data, len) == 0 ? len : 0;
 }
 
+/* After a failed name lookup: sends this attempt (and, through the session's DNS cache, the
+ * session's next requests for a minute) to the endpoint's last working address. */
+static CURLcode pin_known_address(transfer *t, CURL *easy)
+{
+    s3_client *c = t->client;
+    char address[ADDRESS_MAX];
+    if (!c->address_key || !known_address_find(c->address_key, address))
+        return CURLE_OK;
+    char entry[ADDRESS_KEY_MAX + ADDRESS_MAX + 4];
+    bool v6 = strchr(address, ':') != NULL;
+    snprintf(entry, sizeof entry, "+%s:%s%s%s", c->address_key, v6 ? "[" : "", address,
+             v6 ? "]" : "");
+    curl_slist_free_all(t->pinned);
+    if (!(t->pinned = curl_slist_append(NULL, entry)))
+        return CURLE_OUT_OF_MEMORY;
+    if (atomic_fetch_add(&c->stale_address_uses, 1) == 0)
+        log_warn("the S3 endpoint's name does not resolve; using its last working address",
+                 "endpoint=%s address=%s", c->address_key, address);
+    return curl_easy_setopt(easy, CURLOPT_RESOLVE, t->pinned);
+}
+
 static int start_attempt(transfer *t, CURL *easy)
 {
     const s3_client *c = t->client;
@@ -920,6 +1028,8 @@ static int start_attempt(transfer *t, CURL *easy)
     } else {
         SET(CURLOPT_HTTPGET, 1L);
     }
+    if (rc == CURLE_OK && t->name_failed)
+        rc = pin_known_address(t, easy);
 #undef SET
     return rc == CURLE_OK ? 0 : -1;
 }
@@ -972,6 +1082,9 @@ static void finish_attempt(transfer *t, CURLcode result, uint64_t now)
     long status = 0;
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
     if (result == CURLE_OK) {
+        char *address = NULL;
+        if (c->address_key && curl_easy_getinfo(t->easy, CURLINFO_PRIMARY_IP, &address) == CURLE_OK)
+            known_address_record(c->address_key, address);
         r->status = (int)status;
         r->reason[0] = 0;
         if (status < 200 || status > 299)
@@ -984,6 +1097,10 @@ static void finish_attempt(transfer *t, CURLcode result, uint64_t now)
         r->status = 0;
         snprintf(r->reason, sizeof r->reason, "%s",
                  t->curl_error[0] ? t->curl_error : curl_easy_strerror(result));
+        /* libcurl's words for a lookup that ran out of time (multi.c). */
+        t->name_failed |= result == CURLE_COULDNT_RESOLVE_HOST ||
+                          (result == CURLE_OPERATION_TIMEDOUT &&
+                           strncmp(t->curl_error, "Resolving timed out", 19) == 0);
     }
     if (retryable(r)) {
         unsigned exponent = r->attempts - 1 < 16 ? r->attempts - 1 : 16;
@@ -1129,6 +1246,7 @@ cleanup:
     for (size_t i = 0; i < count; i++) {
         free(transfers[i].url);
         curl_slist_free_all(transfers[i].headers);
+        curl_slist_free_all(transfers[i].pinned);
     }
     free(transfers);
     return rc;

@@ -16,7 +16,9 @@
  * Failures that may be temporary (no response, 429, 5xx except 501) are retried with
  * exponential backoff and jitter until the retry time budget is spent; everything else (403
  * wrong credentials, 404, 412 failed precondition, ...) is final at once, so a wrong key costs
- * one request, not a storm.
+ * one request, not a storm. When the endpoint's name stops resolving, retries go to the
+ * address that last answered (shared by every client of the process), so a DNS outage does
+ * not stop a log whose object store is still there.
  *
  * Credentials come from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, optional
  * AWS_SESSION_TOKEN) or from an AWS shared-credentials file named in the URL, never from the
@@ -128,6 +130,7 @@ typedef struct s3_stats {
     uint64_t requests; /* requests sent, retries included */
     uint64_t retries;
     uint64_t failures; /* requests whose final outcome was not a 2xx response */
+    uint64_t stale_address_uses; /* attempts sent to the last working address (name failed) */
 } s3_stats;
 void s3_client_stats(const s3_client *client, s3_stats *out);
 

@@ -22,6 +22,12 @@
 # finds the log, exits 3, the marker is rewritten, and the sequencer recovers from the lock.)
 set -eu
 config=${TEGULA_CONFIG:-/etc/tegula/tegula.yaml}
+# Name lookups (the S3 endpoint, the batchers, the sequencer) are retried after 1 s instead of
+# glibc's 5 s: container networks' resolvers drop a query now and then (podman's aardvark-dns
+# while it reloads for a container that joins, conntrack races on Kubernetes nodes), and a
+# lost answer would otherwise cost 5 s where the S3 client gives a connection 3 s. An
+# operator's own RES_OPTIONS wins.
+export RES_OPTIONS="${RES_OPTIONS:-timeout:1 attempts:3}"
 health=/tmp/tegula-healthz
 
 role=${1:-frontend}

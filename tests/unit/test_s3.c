@@ -5,11 +5,15 @@
  * wrong credentials, listing, 1,000 uploads in parallel and serially, and an outage. */
 #include "testutil.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "base64.h"
@@ -663,6 +667,101 @@ static void test_lock_write_whose_answer_was_lost(void **state)
     lock_close(l);
 }
 
+/* ---- offline: the endpoint's last working address, in a private mount namespace ---- */
+
+#define STALE_SKIP 77
+
+/* Bind-mounts a new file DIR/NAME holding TEXT over TARGET. 0 or -1. */
+static int bind_text_over(const char *dir, const char *name, const char *text, const char *target)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *fp = fopen(path, "w");
+    if (!fp || fputs(text, fp) < 0 || fclose(fp) != 0)
+        return -1;
+    return mount(path, target, NULL, MS_BIND, NULL);
+}
+
+static int stale_child_get(const char *url, const char *key, s3_response *r, s3_stats *stats)
+{
+    error err = {{0}};
+    s3_client *c = s3_client_open(url, &err);
+    if (!c)
+        return fprintf(stderr, "open %s: %s\n", url, err.msg), -1;
+    s3_request req = {.method = "GET", .key = key, .max_response_bytes = 4096};
+    int rc = s3_perform(c, &req, r, 1, &err);
+    s3_client_stats(c, stats);
+    s3_client_free(c);
+    return rc;
+}
+
+/* The child's whole scenario (no cmocka here): exit status 0, 1 or STALE_SKIP. */
+static int stale_address_child(uint16_t port, const char *dir)
+{
+    if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+        return fprintf(stderr, "no private mount namespace: %s\n", strerror(errno)), STALE_SKIP;
+    /* The name resolves from the hosts file; no DNS server answers anything. */
+    if (bind_text_over(dir, "hosts-1", "127.0.0.1 localhost s3-stale.test\n", "/etc/hosts") != 0 ||
+        bind_text_over(dir, "resolv.conf", "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
+                       "/etc/resolv.conf") != 0)
+        return fprintf(stderr, "bind mounts: %s\n", strerror(errno)), STALE_SKIP;
+    char url[256];
+    snprintf(url, sizeof url,
+             "s3://bkt?endpoint=http://s3-stale.test:%u&region=test-1&retry_time_ms=3000", port);
+    s3_response r = {0};
+    s3_stats stats;
+    int rc = 1;
+    if (stale_child_get(url, "echo/resolved", &r, &stats) != 0 || r.status != 200 ||
+        stats.stale_address_uses != 0) {
+        fprintf(stderr, "first GET: %d %s\n", r.status, r.reason);
+        goto done;
+    }
+    /* The name stops resolving. A new client (its own, empty DNS cache) still gets through,
+     * on its second attempt, at the address the first one used. */
+    if (bind_text_over(dir, "hosts-2", "127.0.0.1 localhost\n", "/etc/hosts") != 0) {
+        fprintf(stderr, "bind mount: %s\n", strerror(errno));
+        rc = STALE_SKIP;
+        goto done;
+    }
+    if (stale_child_get(url, "echo/stale", &r, &stats) != 0 || r.status != 200 ||
+        r.attempts != 2 || stats.stale_address_uses != 1) {
+        fprintf(stderr, "GET after the name failed: status %d after %u attempts (%s), %llu uses "
+                        "of the last working address\n", r.status, r.attempts, r.reason,
+                (unsigned long long)stats.stale_address_uses);
+        goto done;
+    }
+    /* A name that never resolved has no address to fall back on: a clear failure. */
+    snprintf(url, sizeof url,
+             "s3://bkt?endpoint=http://s3-never.test:%u&region=test-1&retry_time_ms=300", port);
+    if (stale_child_get(url, "echo/never", &r, &stats) != 0 || r.status != 0 ||
+        !strstr(r.reason, "resolve") || stats.stale_address_uses != 0) {
+        fprintf(stderr, "unknown name: %d %s\n", r.status, r.reason);
+        goto done;
+    }
+    rc = 0;
+done:
+    s3_response_free(&r);
+    return rc;
+}
+
+static void test_name_failure_uses_last_working_address(void **state)
+{
+    scripted *s = *state;
+    set_test_credentials();
+    const char *dir = test_tmpdir("s3-stale-address");
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(stale_address_child(s->port, dir));
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) == STALE_SKIP)
+        skip(); /* not root, or no mount namespaces here */
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* ---- online: a real S3 server (TEGULA_TEST_S3_URL) ---- */
 
 static const char *real_url(void)
@@ -1051,6 +1150,7 @@ int main(void)
         SCRIPTED(test_response_limits),
         SCRIPTED(test_parallel_batches_reuse_connections),
         SCRIPTED(test_lock_write_whose_answer_was_lost),
+        SCRIPTED(test_name_failure_uses_last_working_address),
         cmocka_unit_test(test_real_metadata),
         cmocka_unit_test(test_real_list),
         cmocka_unit_test(test_real_wrong_credentials),
