@@ -72,16 +72,7 @@ cat "$TG_TMP/scts-3" "$TG_TMP/scts-6" >"$TG_TMP/scts"
 compose_fsck "$TG_TMP/scts"
 compose_down
 cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
-doc=$repo/docs/performance.md
-if [ "${BENCH_NO_DOC:-0}" != 1 ]; then
-    {
-        echo
-        echo "Compose run (deploy/docker-compose.yml under podman-compose: nginx, 2 frontends, N batchers, sequencer, Ceph RGW; $(nproc) × $cpu_model; load generator on the same machine, through the load balancer; 1 s period):"
-        echo
-        echo "| date | commit | batchers | clients | duration | add-chain/s | p50 ms | p99 ms | errors | 503 retried |"
-        echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
-        printf '%s' "$rows"
-    } >>"$doc"
-    echo "bench compose: appended to docs/performance.md"
-fi
+. "$bench_dir/doc.sh"
+doc_append_table "Compose run (deploy/docker-compose.yml under podman-compose: nginx, 2 frontends, N batchers, sequencer, Ceph RGW; $(nproc) × $cpu_model; load generator on the same machine, through the load balancer; 1 s period):" \
+    "date | commit | batchers | clients | duration | add-chain/s | p50 ms | p99 ms | errors | 503 retried" "$rows"
 printf '%s' "$rows"

@@ -122,30 +122,17 @@ awk -v r="$(field rate)" -v p="$(field p99_ms)" -v e="$(field errors)" -v m=$min
     'BEGIN { exit !(r >= m && p <= 2000 && e == 0) }' || verdict=FAIL
 row="| $(date -u +%Y-%m-%d) | $commit | $(nproc) × $cpu_model | $clients | $duration s | $(field rate) | $(field p50_ms) | $(field p95_ms) | $(field p99_ms) | $(field errors) | $(field server_cpu_per_1000) | $(field load_cpu_per_1000) | $verdict |"
 echo "bench: $verdict (target: >= $min_rate $what, p99 <= 2000 ms, no errors)"
-doc=$repo/docs/performance.md
-if [ "${BENCH_NO_DOC:-0}" != 1 ] && [ "$s3_mode" = 1 ]; then
-    {
-        echo
-        echo "S3 run (storage and lock in a Ceph RGW bucket on the same machine; target >= 2000 add-chain/s, p99 <= 2 s):"
-        echo
-        echo "| date | commit | machine | clients | duration | add-chain/s | p50 ms | p95 ms | p99 ms | errors | server CPU s/1000 | load CPU s/1000 | verdict |"
-        echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
-        echo "$row"
-    } >>"$doc"
-    echo "bench: appended the S3 row to docs/performance.md"
-elif [ "${BENCH_NO_DOC:-0}" != 1 ]; then
-    [ -f "$doc" ] || fail "$doc is missing"
-    echo "$row" >>"$doc"
-    echo "bench: appended to docs/performance.md:"
-    echo "$row"
-    {
-        echo
-        echo "Read path, same run ($(nproc) × $cpu_model, wrk -t1 -c64 on the same machine):"
-        echo
-        echo "| date | commit | request | connections | duration | req/s | transfer/s | p99 | non-2xx |"
-        echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
-        printf '%s' "$read_rows"
-    } >>"$doc"
+. "$bench_dir/doc.sh"
+row_header="date | commit | machine | clients | duration | add-chain/s | p50 ms | p95 ms | p99 ms | errors | server CPU s/1000 | load CPU s/1000 | verdict"
+if [ "$s3_mode" = 1 ]; then
+    doc_append_table "S3 run (storage and lock in a Ceph RGW bucket on the same machine; target >= 2000 add-chain/s, p99 <= 2 s):" \
+        "$row_header" "$row
+"
+else
+    doc_append_table "Write path (file storage; target >= 3000 add-chain/s, p99 <= 2 s):" "$row_header" "$row
+"
+    doc_append_table "Read path, same run ($(nproc) × $cpu_model, wrk -t1 -c64 on the same machine):" \
+        "date | commit | request | connections | duration | req/s | transfer/s | p99 | non-2xx" "$read_rows"
 fi
 [ $load_status -eq 0 ] || fail "tegula load exited $load_status"
 [ "$s3_mode" = 1 ] && exit 0
