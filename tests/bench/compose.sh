@@ -27,7 +27,7 @@ fi
 CP_PERIOD_MS=1000 # the committed config's period
 compose_init benchcompose
 compose_up
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+tg_raise_open_files
 echo "bench compose: $clients clients, $duration s, period 1000 ms, $(nproc) CPUs, up in $CP_READY_MS ms"
 
 rows=""

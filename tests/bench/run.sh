@@ -43,7 +43,7 @@ tg_deploy 2
 sed -i 's/^  submit_timeout_ms: .*/  submit_timeout_ms: 15000/' "$TG_CFG"
 tg_up --create
 log=log1
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+tg_raise_open_files
 
 echo "bench${TG_S3:+ (S3 storage and lock, Ceph RGW on this machine)}: $clients clients, $duration s, period ${TG_PERIOD_MS} ms, $(nproc) CPUs"
 perf_pid=
@@ -126,11 +126,9 @@ echo "bench: $verdict (target: >= $min_rate $what, p99 <= 2000 ms, no errors)"
 row_header="date | commit | machine | clients | duration | add-chain/s | p50 ms | p95 ms | p99 ms | errors | server CPU s/1000 | load CPU s/1000 | verdict"
 if [ "$s3_mode" = 1 ]; then
     doc_append_table "S3 run (storage and lock in a Ceph RGW bucket on the same machine; target >= 2000 add-chain/s, p99 <= 2 s):" \
-        "$row_header" "$row
-"
+        "$row_header" "$row"
 else
-    doc_append_table "Write path (file storage; target >= 3000 add-chain/s, p99 <= 2 s):" "$row_header" "$row
-"
+    doc_append_table "Write path (file storage; target >= 3000 add-chain/s, p99 <= 2 s):" "$row_header" "$row"
     doc_append_table "Read path, same run ($(nproc) × $cpu_model, wrk -t1 -c64 on the same machine):" \
         "date | commit | request | connections | duration | req/s | transfer/s | p99 | non-2xx" "$read_rows"
 fi

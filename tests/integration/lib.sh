@@ -22,7 +22,8 @@
 # storage dir, or its s3:// URL), tg_s3_get KEY FILE (TG_S3=1: a signed GET of a bucket key), tg_pubkey LOG, tg_not_after LOG (an RFC 3339 time
 # inside the log's window), tg_child_pid NAME (pid of a child of tegula up, e.g. batcher-0),
 # tg_checkpoint_ts LOG / tg_checkpoint_size LOG (from the stored checkpoint).
-# Assertions: check MSG (counts and prints), fail MSG (exits 1).
+# Assertions: check MSG (counts and prints), fail MSG (exits 1). tg_raise_open_files before
+# loads with thousands of clients.
 
 TG_CHECKS=0
 TG_UP_PID=
@@ -335,6 +336,12 @@ tg_checkpoint_size() {
     cp=$(tg_checkpoint_file "$1")
     [ -f "$cp" ] || { echo 0; return 0; }
     sed -n 2p "$cp"
+}
+
+# tg_raise_open_files: lifts this shell's descriptor limit (and its children's) for runs with
+# thousands of client connections: to 65536, or to the hard limit when that is lower.
+tg_raise_open_files() {
+    ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 }
 
 # tg_wait_until SECONDS WHAT CMD...: polls CMD every 0.1 s until it succeeds; fails the test

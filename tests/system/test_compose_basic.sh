@@ -54,7 +54,7 @@ check "a certificate and a precertificate through the LB: SCTs verified, inclusi
 # More clients than a small upstream keepalive pool holds (nginx's usual few hundred), for
 # three rounds: a load balancer that closes upstream connections between rounds would leave
 # TIME_WAIT sockets behind and, at a few thousand submissions/s, run out of local ports.
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+tg_raise_open_files
 out=$(compose_load --clients 1200 --count 3600 --precert-ratio 0.3 --quiet --out-scts "$TG_TMP/scts") ||
     fail "load: $out"
 echo "$out" | grep -q '^RESULT ok=3600 .* errors=0 ' || fail "load: $out"
